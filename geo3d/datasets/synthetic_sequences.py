@@ -1,0 +1,3 @@
+"""Placeholder, filled in by the Foundation work."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Reading and writing point clouds and meshes."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""The simulator: procedural scenes ray-cast by LiDAR and depth-camera models."""
+
+__all__: list = []
