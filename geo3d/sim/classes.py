@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from geo3d.errors import InvalidInputError
 
-__all__ = ["CLASSES", "OBJECT_CLASSES", "class_index"]
+__all__ = ["CLASSES", "OBJECT_CLASSES", "CLASS_COLORS", "class_index"]
 
 CLASSES: tuple[str, ...] = (
     "car",
@@ -21,6 +21,18 @@ CLASSES: tuple[str, ...] = (
     "vegetation",
 )
 OBJECT_CLASSES: tuple[str, ...] = CLASSES[:3]
+
+#: RGB in [0, 1] per class, in the order of ``CLASSES`` (SemanticKITTI-like hues).
+CLASS_COLORS: tuple[tuple[float, float, float], ...] = (
+    (0.39, 0.59, 0.96),  # car: blue
+    (1.00, 0.12, 0.12),  # pedestrian: red
+    (0.78, 0.16, 1.00),  # cyclist: violet
+    (0.55, 0.45, 0.40),  # ground: brown-grey
+    (1.00, 0.78, 0.00),  # building: amber
+    (1.00, 0.47, 0.20),  # wall: orange
+    (1.00, 0.94, 0.59),  # pole: pale yellow
+    (0.00, 0.69, 0.00),  # vegetation: green
+)
 
 
 def class_index(name: str) -> int:
