@@ -30,6 +30,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"wrote {summary['num_frames']} frames ({summary['total_points']:,} points) "
           f"to {Path(args.out).resolve()}")
     print(f"summary: {Path(args.out).resolve() / 'summary.json'}")
+    print(f"picture: {Path(args.out).resolve() / summary['picture']}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Simulate a LiDAR sequence and write it to disk: one PLY per frame and a JSON summary.
 
-Each PLY holds positions, intensity, a colour per semantic class (so any viewer shows the
+The first frame is also drawn from above as ``bev_000.png``. Each PLY holds positions, intensity, a colour per semantic class (so any viewer shows the
 labels), and the ``label`` and ``instance`` of every point. ``summary.json`` lists, per
 frame, the point count, the points per class, the boxes with their labels and track ids,
 and the ego pose. Every file is written atomically.
@@ -86,12 +86,17 @@ def export_sequence(
         name = f"frame_{int(frame.frame):03d}.ply"
         write_point_cloud(frame_to_ply_data(frame), out / name)
         summaries.append(_frame_summary(frame, name))
+        if frame.frame == 0:
+            from geo3d.viewers.bev import save_bev
+
+            save_bev(frame, out / "bev_000.png")
     seconds = time.perf_counter() - start
     summary = {
         "dataset": repr(dataset),
         "classes": list(CLASSES),
         "box_format": "x, y, z (centre), l, w, h, yaw; metres and radians, LiDAR frame",
         "num_frames": frames,
+        "picture": "bev_000.png",
         "total_points": sum(f["num_points"] for f in summaries),
         "seconds": round(seconds, 3),
         "seconds_per_frame": round(seconds / frames, 4),
