@@ -1,7 +1,6 @@
 """SyntheticLidar: the embedded default dataset (determinism, splits, labels, boxes, speed)."""
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -91,13 +90,8 @@ def test_object_points_fall_in_their_boxes_with_default_noise():
     assert sum(int(o) for o in out) > 0
 
 
-def test_default_frame_is_kitti_like_and_fast_enough():
-    ds = SyntheticLidar("train", 2, seed=7)
-    ds[0]  # warm up imports and caches
-    start = time.perf_counter()
-    data = ds[1]
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"a default frame took {elapsed:.2f} s"  # smoke bound only
+def test_default_frame_is_kitti_like():
+    data = SyntheticLidar("train", 2, seed=7)[1]  # frame time: benchmarks/simulator.py
     assert 80_000 < data.num_nodes <= 64 * 1800
     present = set(data.y.unique().tolist())
     assert {CLASSES.index("ground"), CLASSES.index("car")} <= present and len(present) >= 4
