@@ -24,8 +24,9 @@ format (extension)        file content                                ``x`` colu
    colours are floats in [0, 1] (8-bit colours are divided by 255).
 
 Format inference (``format=None``): by extension; ``.pcd.bin`` is nuScenes; any other
-``.bin`` is KITTI unless the file name contains ``scannet`` or ``nuscenes``. SemanticKITTI
-is never inferred: pass ``format="semantickitti"`` to read labels with a scan.
+``.bin`` is KITTI unless the file name contains ``scannet`` or ``nuscenes``. A KITTI-style
+``.bin`` is read as SemanticKITTI (labels included) when its ``.label`` file exists next to
+it or in ``../labels/``; ``format="kitti"`` reads the scan alone.
 
 Empty clouds: PLY and PCD files with 0 points are valid and read as ``pos`` ``[0, 3]``
 with no ``x``; writing 0 points to them writes a header-only file (x, y, z only). The
@@ -98,6 +99,8 @@ def read_point_cloud(path: PathLike, format: Optional[str] = None) -> Data:
             label count differing from the point count, or an unknown format.
     """
     fmt = point_cloud_format(path, format)
+    if format is None and fmt == "kitti" and label_path(path) is not None:
+        fmt = "semantickitti"  # a velodyne scan with its labels: read them too
     size = check_readable(path)
     if fmt in RECORD_FORMATS:
         data = _read_records(path, size, RECORD_FORMATS[fmt])

@@ -266,7 +266,9 @@ def test_real_semantickitti_scan_with_labels_in_the_same_folder():
     raw = np.fromfile(REAL / "semantickitti/000000.label", dtype="<u4")
     np.testing.assert_array_equal(data.y.numpy(), raw & 0xFFFF)
     assert set(data.y.tolist()) <= {0, 50, 52, 70, 71, 80} and data.instance.dtype == torch.long
-    assert "y" not in read_point_cloud(REAL / "semantickitti/000000.bin")  # kitti: no labels
+    inferred = read_point_cloud(REAL / "semantickitti/000000.bin")  # .label found beside it
+    assert torch.equal(inferred.y, data.y) and torch.equal(inferred.instance, data.instance)
+    assert "y" not in read_point_cloud(REAL / "semantickitti/000000.bin", format="kitti")
 
 
 # --------------------------------------------------------------------------- SemanticKITTI
@@ -290,6 +292,7 @@ def test_semantickitti_labels_found_in_dataset_layout(tmp_path):
         tmp_path / "labels/000000.label"
     )
     back = read_point_cloud(tmp_path / "velodyne/000000.bin", format="semantickitti")
+    assert torch.equal(read_point_cloud(tmp_path / "velodyne/000000.bin").y, back.y)
     assert back.y.tolist() == [40, 40, 10, 10, 0] and back.instance.tolist() == [-1, -1, 3, 3, -1]
 
 
