@@ -154,8 +154,11 @@ def _check_off(path: PathLike, size: int) -> None:
     with open(path, "rb") as fh:
         rows = [r.split(b"#")[0].split() for r in fh.read().splitlines()]
     rows = [r for r in rows if r]
-    if not rows or not rows[0][0].endswith(b"OFF"):
+    head = re.match(rb"^([A-Z]*OFF)(\d*)$", rows[0][0]) if rows else None
+    if head is None:
         raise FileFormatError(f"{str(path)!r} is not an OFF file: it does not start with 'OFF'")
+    if head.group(2):  # ModelNet's merged header: "OFF490 518 0"
+        rows[0] = [head.group(1), head.group(2), *rows[0][1:]]
     counts, start = (rows[0][1:], 1) if len(rows[0]) > 1 else ((rows[1] if len(rows) > 1 else []), 2)
     try:
         vertices, faces = int(counts[0]), int(counts[1])

@@ -11,7 +11,6 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import open3d as o3d
-import torch
 from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError

@@ -194,3 +194,13 @@ def test_write_rejects_non_data_and_bad_paths(tmp_path):
         write_mesh(_mesh(), tmp_path / "nowhere" / "m.ply")
     with pytest.raises(FileFormatError, match="extension"):
         write_mesh(_mesh(), tmp_path / "m.glb")
+
+
+def test_off_with_header_merged_into_counts(tmp_path):
+    """ModelNet40 ships files whose first line is 'OFF4 2 0'."""
+    (tmp_path / "m.off").write_text("OFF4 2 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n3 0 1 3\n")
+    mesh = read_mesh(tmp_path / "m.off")
+    assert mesh.pos.shape == (4, 3) and mesh.face.t().tolist() == [[0, 1, 2], [0, 1, 3]]
+    (tmp_path / "bad.off").write_text("OFFX4 2 0\n0 0 0\n")
+    with pytest.raises(FileFormatError, match="not an OFF file"):
+        read_mesh(tmp_path / "bad.off")
