@@ -1,0 +1,6 @@
+"""Metrics computed from dataset-wide confusion matrices."""
+
+from geo3d.tasks.metrics.segmentation import *  # noqa: F401,F403
+from geo3d.tasks.metrics import segmentation
+
+__all__ = segmentation.__all__
