@@ -1,0 +1,20 @@
+"""Models: point-cloud backbones, heads and the registry.
+
+``create(name, **kwargs)`` builds a registered model, ``list_models()`` lists the names.
+Every model maps a torch_geometric ``Data``/``Batch`` to logits and has ``task`` and
+``loss(logits, data)``.
+"""
+
+from geo3d.models.registry import create, list_models, register
+from geo3d.models.heads import ClassificationHead, PointCloudModel, SegmentationHead
+from geo3d.models import backbones  # registers dgcnn_*, pointnet2_*, equivariant_*
+
+__all__ = [
+    "create",
+    "list_models",
+    "register",
+    "ClassificationHead",
+    "SegmentationHead",
+    "PointCloudModel",
+    "backbones",
+]

@@ -1,0 +1,76 @@
+"""PointNet++: set abstraction sizes and message, 3-NN interpolation on hand cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from geo3d.models import create
+from geo3d.models.backbones.pointnet2 import PointNetConv, SetAbstraction, knn_interpolate
+
+
+def test_set_abstraction_output_sizes():
+    torch.manual_seed(0)
+    sa = SetAbstraction(2, (8, 8), ratio=0.25, r=0.5, max_neighbors=4).eval()
+    sizes = [100, 37]
+    pos = torch.randn(sum(sizes), 3)
+    x = torch.randn(sum(sizes), 2)
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
+    with torch.no_grad():
+        out, pos_c, batch_c = sa(x, pos, batch)
+    m = [math.ceil(0.25 * n) for n in sizes]
+    assert out.shape == (sum(m), 8) and pos_c.shape == (sum(m), 3)
+    assert torch.bincount(batch_c).tolist() == m
+    # centroids are input points of their own cloud
+    assert all(((pos - p).abs().sum(1) == 0).nonzero()[0].item() in range(*((0, 100) if b == 0 else (100, 137)))
+               for p, b in zip(pos_c, batch_c))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pointnet_conv_matches_dense_reference(dtype):
+    torch.manual_seed(0)
+    conv = PointNetConv(2, (4, 3)).to(dtype).eval()
+    for mod in conv.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    x, pos = torch.randn(6, 2, dtype=dtype), torch.randn(6, 3, dtype=dtype)
+    pos_c = pos[[1, 4]]
+    groups = {0: [1, 0, 5], 1: [4, 2]}  # centroid -> its points
+    ei = torch.tensor([[j for c in groups for j in groups[c]], [c for c in groups for _ in groups[c]]])
+    with torch.no_grad():
+        out = conv(x, pos, pos_c, ei)
+        ref = torch.stack([
+            torch.stack([conv.post(conv.first(torch.cat([x[j], pos[j] - pos_c[c]])[None]))[0] for j in groups[c]]).amax(0)
+            for c in groups
+        ])  # fmt: skip
+    torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_knn_interpolate_hand_case(dtype):
+    pos_x = torch.tensor([[0.0, 0, 0], [2, 0, 0], [0, 4, 0], [10, 10, 10], [5, 5, 5]], dtype=dtype)
+    x = torch.tensor([[1.0, 0], [0, 1], [3, 3], [100, 100], [7, 7]], dtype=dtype)
+    batch_x = torch.tensor([0, 0, 0, 0, 1])
+    pos_y = torch.tensor([[1.0, 1, 0], [2, 0, 0], [9, 9, 9]], dtype=dtype)
+    batch_y = torch.tensor([0, 0, 1])
+    out = knn_interpolate(x, pos_x, pos_y, batch_x, batch_y, k=3)
+    # y0: squared distances 2, 2, 10 to points 0, 1, 2 -> weights 1/2, 1/2, 1/10
+    w = torch.tensor([0.5, 0.5, 0.1], dtype=dtype)
+    y0 = (w[:, None] * x[:3]).sum(0) / w.sum()
+    expected = torch.stack([y0, x[1], x[4]])  # coincident point copies; cloud 1 has one point
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, expected, **tol)
+
+
+def test_lidar_sized_defaults_downsample_first():
+    model = create("pointnet2_seg", num_classes=4)
+    assert model.backbone.sa[0].ratio <= 0.125
+    model = create("pointnet2_seg", num_classes=4, width=4, ratios=(0.1, 0.5), radii=(2.0, 4.0)).eval()
+    pos = torch.rand(3000, 3) * 40
+    with torch.no_grad():
+        out = model(Data(pos=pos))
+    assert out.shape == (3000, 4) and torch.isfinite(out).all()
