@@ -17,7 +17,7 @@ from geo3d.models.backbones.equivariant import (
 )
 from geo3d.testing import assert_equivariant, random_orthogonal
 
-SMALL = dict(width=4, num_layers=2, radius=0.3, num_basis=6, radial_hidden=16, head_hidden=16)
+SMALL = dict(width=4, depth=2, radius=0.3, num_basis=6, radial_hidden=16, head_hidden=16)
 DTYPES = [torch.float32, torch.float64]
 
 
@@ -171,8 +171,8 @@ def test_loss_ignores_minus_one():
 
 def test_registry_builds_both_models():
     assert {"equivariant_cls", "equivariant_seg"} <= set(list_models())
-    cls = create("equivariant_cls", num_classes=3, in_channels=1, lmax=1, width=4, num_layers=1)
-    seg = create("equivariant_seg", num_classes=4, lmax=1, width=4, num_layers=1)
+    cls = create("equivariant_cls", num_classes=3, in_channels=1, lmax=1, width=4, depth=1)
+    seg = create("equivariant_seg", num_classes=4, lmax=1, width=4, depth=1)
     assert cls.task == "classification" and seg.task == "segmentation"
     data = Data(pos=torch.rand(40, 3), x=torch.rand(40, 1))
     assert cls(data).shape == (1, 3) and seg(data).shape == (40, 4)
@@ -185,7 +185,7 @@ def test_registry_builds_both_models():
     [
         (dict(lmax=-1), "lmax"),
         (dict(width=0), "width"),
-        (dict(num_layers=0), "num_layers"),
+        (dict(depth=0), "depth"),
         (dict(radius=0.0), "radius"),
         (dict(radius=float("nan")), "radius"),
         (dict(num_basis=1), "num_basis"),
@@ -233,6 +233,6 @@ def test_bad_input_is_rejected_with_a_named_argument():
 
 def test_backbone_ignores_x_when_in_channels_is_zero():
     torch.manual_seed(0)
-    backbone = EquivariantBackbone(width=4, num_layers=1, radius=0.3)
+    backbone = EquivariantBackbone(width=4, depth=1, radius=0.3)
     data = _cloud(30, channels=3)
     torch.testing.assert_close(backbone(data), backbone(Data(pos=data.pos)))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
+from geo3d.errors import InvalidInputError
 from geo3d.models import create
 from geo3d.models.backbones.pointnet2 import PointNetConv, SetAbstraction, knn_interpolate
 
@@ -74,3 +75,20 @@ def test_lidar_sized_defaults_downsample_first():
     with torch.no_grad():
         out = model(Data(pos=pos))
     assert out.shape == (3000, 4) and torch.isfinite(out).all()
+
+
+def test_depth_sets_the_number_of_levels():
+    from geo3d.models import create
+
+    for depth in (1, 3, 5):
+        model = create("pointnet2_seg", num_classes=3, width=8, depth=depth).eval()
+        levels = [(sa.ratio, sa.r) for sa in model.backbone.sa]
+        assert len(levels) == depth == len(model.backbone.fp)
+        assert levels[0] == (0.125, 0.25)  # the first levels keep the given ratios and radii
+        assert all(r2 == 2 * r1 for (_, r1), (_, r2) in zip(levels[3:], levels[4:]))
+        out = model(Data(pos=torch.rand(300, 3)))
+        assert out.shape == (300, 3)
+    cls = create("pointnet2_cls", num_classes=3, width=8, depth=1)
+    assert len(cls.backbone.sa) == 1
+    with pytest.raises(InvalidInputError, match="depth"):
+        create("pointnet2_cls", num_classes=3, depth=0)

@@ -17,8 +17,8 @@ SMALL = {
     "dgcnn_seg": dict(width=8, depth=2, emb_channels=16, k=8, head_channels=(16,)),
     "pointnet2_cls": dict(width=8, radii=(0.4, 0.8), max_neighbors=16, head_channels=(16,)),
     "pointnet2_seg": dict(width=8, ratios=(0.25, 0.25), radii=(0.4, 0.8), max_neighbors=16, head_channels=(16,)),
-    "equivariant_cls": dict(lmax=1, width=4, num_layers=1, radius=0.8, num_basis=4, radial_hidden=8, head_hidden=8),
-    "equivariant_seg": dict(lmax=1, width=4, num_layers=1, radius=0.8, num_basis=4, radial_hidden=8, head_hidden=8),
+    "equivariant_cls": dict(lmax=1, width=4, depth=1, radius=0.8, num_basis=4, radial_hidden=8, head_hidden=8),
+    "equivariant_seg": dict(lmax=1, width=4, depth=1, radius=0.8, num_basis=4, radial_hidden=8, head_hidden=8),
 }
 
 
@@ -154,3 +154,15 @@ def test_forward_input_errors(name):
         model(Data(pos=good.pos, x=good.x, batch=torch.arange(64).flip(0)))
     with pytest.raises(InvalidInputError, match="data.y"):
         model.loss(model(good), Data(y=torch.zeros(5, 5)))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_width_and_depth(name):
+    import inspect
+
+    from geo3d.models.registry import _REGISTRY
+
+    params = inspect.signature(_REGISTRY[name]).parameters
+    for kwarg in ("in_channels", "num_classes", "width", "depth"):
+        assert kwarg in params, f"{name} lacks the {kwarg} keyword"
+        assert params[kwarg].kind is inspect.Parameter.KEYWORD_ONLY

@@ -128,7 +128,7 @@ def test_never_mutates_the_input():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return equivariant_seg(num_classes=3, lmax=2, width=4, num_layers=2, radius=1.0).eval()
+    return equivariant_seg(num_classes=3, lmax=2, width=4, depth=2, radius=1.0).eval()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

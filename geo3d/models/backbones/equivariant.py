@@ -186,7 +186,7 @@ class EquivariantBackbone(nn.Module):
         lmax: highest spherical-harmonic degree of edges and hidden features (default 2).
         width: multiplicity of the hidden scalars; degree ``l`` gets ``width // 2**l``
             (default 16), see :func:`hidden_irreps`.
-        num_layers: interaction layers (default 3).
+        depth: interaction layers (default 3).
         radius: neighbourhood radius in metres (default 0.2); the radial cutoff is smooth.
         num_basis: Gaussian radial basis functions on ``[0, radius]`` (default 8).
         radial_hidden: width of the radial MLPs (default 32).
@@ -205,7 +205,7 @@ class EquivariantBackbone(nn.Module):
         in_channels: int = 0,
         lmax: int = 2,
         width: int = 16,
-        num_layers: int = 3,
+        depth: int = 3,
         radius: float = 0.2,
         num_basis: int = 8,
         radial_hidden: int = 32,
@@ -215,7 +215,7 @@ class EquivariantBackbone(nn.Module):
         super().__init__()
         self.in_channels = _int(in_channels, "in_channels", 0)
         self.lmax = _int(lmax, "lmax", 0)
-        num_layers = _int(num_layers, "num_layers", 1)
+        depth = _int(depth, "depth", 1)
         self.num_basis = _int(num_basis, "num_basis", 2)
         radial_hidden = _int(radial_hidden, "radial_hidden", 1)
         check_positive(radius, "radius")
@@ -229,7 +229,7 @@ class EquivariantBackbone(nn.Module):
         self.irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)
         hidden = hidden_irreps(width, self.lmax)
         layers, irreps = [], self.irreps_in
-        for _ in range(num_layers):
+        for _ in range(depth):
             layer = EquivariantConv(
                 irreps, hidden, self.irreps_sh, self.num_basis, radial_hidden, avg_num_neighbors
             )
@@ -367,7 +367,7 @@ def equivariant_cls(
     num_classes: int,
     lmax: int = 2,
     width: int = 16,
-    num_layers: int = 3,
+    depth: int = 3,
     radius: float = 0.2,
     num_basis: int = 8,
     radial_hidden: int = 32,
@@ -384,7 +384,7 @@ def equivariant_cls(
     num_classes = _int(num_classes, "num_classes", 1)
     head_hidden = _int(head_hidden, "head_hidden", 1)
     backbone = EquivariantBackbone(
-        in_channels=in_channels, lmax=lmax, width=width, num_layers=num_layers, radius=radius,
+        in_channels=in_channels, lmax=lmax, width=width, depth=depth, radius=radius,
         num_basis=num_basis, radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
         avg_num_neighbors=avg_num_neighbors,
     )  # fmt: skip
@@ -398,7 +398,7 @@ def equivariant_seg(
     num_classes: int,
     lmax: int = 2,
     width: int = 16,
-    num_layers: int = 3,
+    depth: int = 3,
     radius: float = 0.2,
     num_basis: int = 8,
     radial_hidden: int = 32,
@@ -415,7 +415,7 @@ def equivariant_seg(
     num_classes = _int(num_classes, "num_classes", 1)
     head_hidden = _int(head_hidden, "head_hidden", 1)
     backbone = EquivariantBackbone(
-        in_channels=in_channels, lmax=lmax, width=width, num_layers=num_layers, radius=radius,
+        in_channels=in_channels, lmax=lmax, width=width, depth=depth, radius=radius,
         num_basis=num_basis, radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
         avg_num_neighbors=avg_num_neighbors,
     )  # fmt: skip

@@ -227,6 +227,17 @@ def _levels(ratios, radii, width, max_neighbors, in_channels, num_classes, dropo
     return ratios, radii, sa
 
 
+def _with_depth(ratios: Sequence[float], radii: Sequence[float], depth: Optional[int]):
+    """Cut or extend per-level ``ratios``/``radii`` to ``depth`` levels (None: unchanged)."""
+    if depth is None:
+        return ratios, radii
+    depth = check_int(depth, "depth", 1)
+    ratios, radii = tuple(ratios)[:depth], tuple(radii)[:depth]
+    while len(ratios) < depth:
+        ratios, radii = ratios + (0.25,), radii + (2 * radii[-1] if radii else 0.2,)
+    return ratios, radii
+
+
 @register("pointnet2_cls")
 def pointnet2_cls(
     *,
@@ -235,6 +246,7 @@ def pointnet2_cls(
     width: int = 64,
     ratios: Sequence[float] = (0.5, 0.25),
     radii: Sequence[float] = (0.2, 0.4),
+    depth: Optional[int] = None,
     max_neighbors: int = 64,
     head_channels: Sequence[int] = (512, 256),
     dropout: float = 0.5,
@@ -250,11 +262,14 @@ def pointnet2_cls(
         num_classes: number of classes.
         width: base width ``w`` (default 64).
         ratios: FPS ratio per level (default ``(0.5, 0.25)``).
+        depth: number of levels; None (default) uses ``len(ratios)``. Fewer levels keep the
+            first ratios and radii; more repeat ratio 0.25 and double the radius.
         radii: grouping radius per level, units of ``pos`` (default ``(0.2, 0.4)``).
         max_neighbors: nearest neighbours kept per centroid (default 64).
         head_channels: hidden widths of the head (default ``(512, 256)``).
         dropout: head dropout (default 0.5).
     """
+    ratios, radii = _with_depth(ratios, radii, depth)
     ratios, radii, sa = _levels(ratios, radii, width, max_neighbors, in_channels, num_classes, dropout)
     head_channels = check_channels(head_channels, "head_channels", 0)
     c = width * 2 ** len(ratios)
@@ -271,6 +286,7 @@ def pointnet2_seg(
     width: int = 32,
     ratios: Sequence[float] = (0.125, 0.25, 0.25, 0.25),
     radii: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+    depth: Optional[int] = None,
     max_neighbors: int = 32,
     head_channels: Sequence[int] = (128,),
     dropout: float = 0.5,
@@ -285,11 +301,14 @@ def pointnet2_seg(
         num_classes: number of classes.
         width: base width ``w`` (default 32).
         ratios: FPS ratio per level (default ``(0.125, 0.25, 0.25, 0.25)``).
+        depth: number of levels; None (default) uses ``len(ratios)``. Fewer levels keep the
+            first ratios and radii; more repeat ratio 0.25 and double the radius.
         radii: grouping radius per level (default ``(0.25, 0.5, 1.0, 2.0)``).
         max_neighbors: nearest neighbours kept per centroid (default 32).
         head_channels: hidden widths of the head (default ``(128,)``).
         dropout: head dropout (default 0.5).
     """
+    ratios, radii = _with_depth(ratios, radii, depth)
     ratios, radii, sa = _levels(ratios, radii, width, max_neighbors, in_channels, num_classes, dropout)
     head_channels = check_channels(head_channels, "head_channels", 0)
     fp = []
