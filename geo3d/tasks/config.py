@@ -50,8 +50,9 @@ class TrainConfig:
             Default 1.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
         progress: Show tqdm progress bars (rank 0 only). Default True.
-        max_steps: Stop after this many optimizer steps in total; None: no limit. The
-            cosine schedule spans ``min(max_steps, epochs * steps_per_epoch)``.
+        max_steps: Stop after this many optimizer steps in total (with a resumable
+            checkpoint); None: no limit. The cosine schedule always spans
+            ``epochs * steps_per_epoch``, so a stopped run resumes exactly.
         max_minutes: Stop (and checkpoint) after this much wall time; None: no limit.
         tensorboard: Also write TensorBoard events (needs the ``tensorboard`` package).
             Default True.

@@ -1,0 +1,126 @@
+"""The model benchmark scripts run, and benchmarks/_measure.py counts what it says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import _measure  # noqa: E402
+
+SCRIPTS = ("segmentation.py", "classification.py")
+TINY = ["--tiny", "--minutes", "0.01", "--train-size", "2", "--val-size", "1",
+        "--test-size", "1", "--no-memory", "--repeats", "1"]
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_runs(script):
+    res = _run(script, "--help")
+    assert res.returncode == 0, res.stderr
+    for option in ("--quick", "--models", "--minutes", "--seed", "--out"):
+        assert option in res.stdout
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 4))
+
+
+@pytest.mark.parametrize("n", [1, 17, 1000])
+def test_measure_mlp_params_and_macs(n):
+    model = _mlp()
+    out = _measure.measure(model, torch.randn(n, 3), repeats=2, memory=False)
+    assert out["params"] == sum(p.numel() for p in model.parameters()) == 3 * 8 + 8 + 8 * 4 + 4
+    assert out["macs"] == out["macs_dense"] == n * (3 * 8 + 8 * 4)
+    assert out["gather_scatter"] == 0
+    assert out["latency_ms"] > 0
+    buf_size = out["size_bytes"]
+    assert buf_size > 68 * 4  # the float32 weights at least
+    assert model.training  # mode restored
+
+
+def test_gather_scatter_counted_and_searches_excluded():
+    from torch_geometric.utils import scatter
+
+    from geo3d.geometry import knn_graph
+
+    class Msg(nn.Module):  # one message-passing step over a kNN graph
+        def forward(self, pos):
+            edge_index = knn_graph(pos, 4)
+            msg = pos[edge_index[0]] @ torch.ones(3, 5)  # gather E x 3, matmul E x 3 x 5
+            return scatter(msg, edge_index[1], 0, dim_size=pos.shape[0], reduce="sum")
+
+    pos = torch.rand(50, 3)
+    e = 50 * 4
+    out = _measure.count_macs(Msg(), pos)
+    assert out["macs_dense"] == e * 3 * 5
+    assert out["gather_scatter"] == e * 3 + e * 5
+
+
+def test_peak_memory_sees_torch_allocations():
+    n = 200_000
+    mib = _measure.peak_memory_mib(_mlp().eval(), torch.randn(n, 3))
+    # the forward holds at least one [n, 8] float32 activation: 6.1 MiB
+    assert mib is not None and n * 8 * 4 / 2**20 * 0.9 <= mib < 200
+
+
+def _smoke(script, tmp_path, *extra):
+    out = tmp_path / script.split(".")[0]
+    res = _run(script, *TINY, "--out", str(out), *extra)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    stem = script.split(".")[0]
+    assert (out / f"{stem}.md").is_file()
+    return json.loads((out / f"{stem}.json").read_text())
+
+
+COST_KEYS = {"params", "macs", "macs_dense", "gather_scatter", "latency_ms", "peak_memory_mib",
+             "size_bytes"}
+
+
+def test_segmentation_smoke(tmp_path):
+    result = _smoke("segmentation.py", tmp_path, "--num-points", "128",
+                    "--parts-num-points", "64")
+    assert {"machine", "settings", "tasks", "target", "pyg_dynamic_edgeconv"} <= set(result)
+    assert set(result["tasks"]) == {"lidar", "parts"}
+    for task in result["tasks"].values():
+        assert [r["model"] for r in task["rows"]] == ["dgcnn_seg", "pointnet2_seg", "equivariant_seg"]
+        for r in task["rows"]:
+            test = r["test"]["test"]
+            assert {"mIoU", "OA", "iou"} <= set(test)
+            assert set(test["iou"]) <= set(task["class_names"])
+            assert COST_KEYS <= set(r["cost"])
+            assert r["cost"]["macs"] > 0 and r["train"]["steps"] >= 1
+    assert isinstance(result["target"]["met"], bool)
+    try:
+        import torch_cluster  # noqa: F401
+    except ImportError:
+        assert result["pyg_dynamic_edgeconv"]["status"] == "skipped: torch-cluster not installed"
+
+
+def test_classification_smoke(tmp_path):
+    result = _smoke("classification.py", tmp_path, "--num-points", "64")
+    assert {"machine", "settings", "rows", "target"} <= set(result)
+    assert [r["model"] for r in result["rows"]] == ["dgcnn_cls", "pointnet2_cls", "equivariant_cls"]
+    for r in result["rows"]:
+        assert {"aligned_acc", "rotated_acc", "drop_points"} <= set(r)
+        assert r["drop_points"] == pytest.approx(100 * (r["aligned_acc"] - r["rotated_acc"]))
+        assert COST_KEYS <= set(r["cost"])
+    assert isinstance(result["target"]["met"], bool)
+
+
+def test_unknown_model_is_rejected():
+    res = _run("classification.py", "--models", "nope_cls", "--out", "/nonexistent")
+    assert res.returncode == 2 and "nope_cls" in res.stderr
