@@ -376,6 +376,17 @@ def tiny_kwargs(name: str) -> dict:
     return dict(TINY_KWARGS[name.rsplit("_", 1)[0]])
 
 
+def resolve_common(ap, args, known_models) -> tuple:
+    """Check ``--models`` against ``known_models``; return (models, minutes, repeats)."""
+    models = args.models or list(known_models)
+    unknown = sorted(set(models) - set(known_models))
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {list(known_models)}")
+    minutes = args.minutes if args.minutes is not None else (1.0 if args.quick else 20.0)
+    repeats = args.repeats or (3 if args.quick else 10)
+    return models, minutes, repeats
+
+
 def add_common_args(ap, default_out: str) -> None:
     """Options shared by the model benchmarks (hidden ones are for the smoke tests)."""
     import argparse

@@ -26,7 +26,7 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, cost_cells, fit_and_test, fmt,  # noqa: E402
-                      machine_info, tiny_kwargs, write_outputs)
+                      machine_info, tiny_kwargs, write_outputs, resolve_common)
 
 MODELS = ("dgcnn_cls", "pointnet2_cls", "equivariant_cls")
 TARGET_DROP_POINTS = 1.0
@@ -78,13 +78,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/classification")
     args = ap.parse_args(argv)
-    models = args.models or list(MODELS)
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    models, minutes, repeats = resolve_common(ap, args, MODELS)
     q = args.quick
-    minutes = args.minutes if args.minutes is not None else (1.0 if q else 20.0)
-    repeats = args.repeats or (3 if q else 10)
     num_points = args.num_points or (512 if q else 1024)
     sizes = dict(train=args.train_size or (128 if q else 960),
                  val=args.val_size or (16 if q else 96), test=args.test_size or (64 if q else 400))

@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, cost_cells, fit_and_test, fmt,  # noqa: E402
-                      latency_ms, machine_info, tiny_kwargs, write_outputs)
+                      latency_ms, machine_info, tiny_kwargs, write_outputs, resolve_common)
 
 MODELS = ("dgcnn_seg", "pointnet2_seg", "equivariant_seg")
 TASKS = ("lidar", "parts")
@@ -199,13 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="points per LiDAR frame for DGCNN (O(N^2) feature kNN; default 4096)")
     ap.add_argument("--parts-num-points", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    models = args.models or list(MODELS)
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    models, minutes, repeats = resolve_common(ap, args, MODELS)
     q = args.quick
-    minutes = args.minutes if args.minutes is not None else (1.0 if q else 20.0)
-    repeats = args.repeats or (3 if q else 10)
     num_points = args.num_points or (4096 if q else 16384)
     lidar_sizes = dict(train=args.train_size or (16 if q else 200),
                        val=args.val_size or (4 if q else 20), test=args.test_size or (8 if q else 40))

@@ -360,6 +360,14 @@ class EquivariantSegmenter(_EquivariantModel):
         return self.head(scalars)
 
 
+def _build(model_cls, kwargs: dict):
+    """Build ``model_cls`` from a factory's keyword arguments (its ``locals()``)."""
+    kwargs = dict(kwargs)
+    num_classes = _int(kwargs.pop("num_classes"), "num_classes", 1)
+    head_hidden = _int(kwargs.pop("head_hidden"), "head_hidden", 1)
+    return model_cls(EquivariantBackbone(**kwargs), num_classes, head_hidden)
+
+
 @register("equivariant_cls")
 def equivariant_cls(
     *,
@@ -381,14 +389,7 @@ def equivariant_cls(
         num_classes: number of classes (logit columns).
         head_hidden: hidden width of the head MLP (default 64).
     """
-    num_classes = _int(num_classes, "num_classes", 1)
-    head_hidden = _int(head_hidden, "head_hidden", 1)
-    backbone = EquivariantBackbone(
-        in_channels=in_channels, lmax=lmax, width=width, depth=depth, radius=radius,
-        num_basis=num_basis, radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
-        avg_num_neighbors=avg_num_neighbors,
-    )  # fmt: skip
-    return EquivariantClassifier(backbone, num_classes, head_hidden)
+    return _build(EquivariantClassifier, locals())
 
 
 @register("equivariant_seg")
@@ -412,14 +413,7 @@ def equivariant_seg(
         num_classes: number of classes (logit columns).
         head_hidden: hidden width of the head MLP (default 64).
     """
-    num_classes = _int(num_classes, "num_classes", 1)
-    head_hidden = _int(head_hidden, "head_hidden", 1)
-    backbone = EquivariantBackbone(
-        in_channels=in_channels, lmax=lmax, width=width, depth=depth, radius=radius,
-        num_basis=num_basis, radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
-        avg_num_neighbors=avg_num_neighbors,
-    )  # fmt: skip
-    return EquivariantSegmenter(backbone, num_classes, head_hidden)
+    return _build(EquivariantSegmenter, locals())
 
 
 # --------------------------------------------------------------------------- helpers
