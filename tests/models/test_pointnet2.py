@@ -92,3 +92,10 @@ def test_depth_sets_the_number_of_levels():
     assert len(cls.backbone.sa) == 1
     with pytest.raises(InvalidInputError, match="depth"):
         create("pointnet2_cls", num_classes=3, depth=0)
+
+
+def test_too_small_a_cloud_for_the_depth_raises_a_clear_error():
+    model = create("pointnet2_seg", num_classes=3, width=8, depth=5).train()
+    with pytest.raises(InvalidInputError, match="too few points"):
+        model(Data(pos=torch.rand(300, 3)))
+    assert model.eval()(Data(pos=torch.rand(300, 3))).shape == (300, 3)  # eval needs no stats

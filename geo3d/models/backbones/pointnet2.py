@@ -194,8 +194,14 @@ class PointNet2(nn.Module):
 
     def forward(self, pos: Tensor, x: Optional[Tensor], batch: Tensor, num_graphs: int = 1):
         levels: List[Tuple[Optional[Tensor], Tensor, Tensor]] = [(x, pos, batch)]
-        for sa in self.sa:
+        for level, sa in enumerate(self.sa, start=1):
             levels.append(sa(*levels[-1]))
+            if self.training and levels[-1][1].shape[0] < 2:
+                raise InvalidInputError(
+                    f"data.pos has too few points for this PointNet++: level {level} keeps "
+                    f"{levels[-1][1].shape[0]} point(s) and training needs at least 2 for "
+                    f"BatchNorm; use more points or a smaller depth"
+                )
         h, p, b = levels[-1]
         if self.global_mlp is not None:
             return self.global_mlp(torch.cat([h, p], dim=1)), b
