@@ -34,6 +34,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from typing import Optional, Tuple
@@ -49,7 +50,8 @@ from torch_geometric.utils import scatter
 
 from geo3d.errors import InvalidInputError
 from geo3d.geometry import radius_graph
-from geo3d.geometry.validation import check_batch, check_points, check_positive
+from geo3d.geometry.validation import check_positive
+from geo3d.models._layers import check_model_input
 from geo3d.models.registry import register
 
 __all__ = [
@@ -432,33 +434,17 @@ def _dtype(module: nn.Module) -> torch.dtype:
 def _inputs(
     data: Data, in_channels: int, dtype: torch.dtype
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Check ``data`` and return ``(pos, x or None, batch or None)`` in the model's dtype."""
+    """Check ``data`` (the shared model-input check); return ``(pos, x or None, batch or None)``.
+
+    Unlike the other models, floating ``x`` of another dtype is cast to the model's dtype.
+    """
     if not isinstance(data, Data):
         raise InvalidInputError(
             f"data must be a torch_geometric Data or Batch, got {type(data).__name__}"
         )
-    pos = getattr(data, "pos", None)
-    if pos is None:
-        raise InvalidInputError("data.pos is missing")
-    check_points(pos, "data.pos", dim=3, allow_empty=False)
-    if pos.dtype != dtype:
-        raise InvalidInputError(
-            f"data.pos has dtype {pos.dtype} but the model is {dtype}; convert one of them "
-            "(e.g. model.double() for float64 input)"
-        )
-    x = None
-    if in_channels:
-        x = getattr(data, "x", None)
-        if x is None:
-            raise InvalidInputError(
-                f"data.x is missing; the model expects [N, {in_channels}] features"
-            )
-        check_points(x, "data.x", dim=in_channels)
-        if x.shape[0] != pos.shape[0]:
-            raise InvalidInputError(
-                f"data.x has {x.shape[0]} rows but data.pos has {pos.shape[0]} points"
-            )
-        x = x.to(dtype=dtype, device=pos.device)
-    batch = getattr(data, "batch", None)
-    check_batch(batch, pos.shape[0], "data.batch")
-    return pos, x, batch
+    x = getattr(data, "x", None) if in_channels else None
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype:
+        data = copy.copy(data)  # shallow: the caller's Data keeps its x
+        data.x = x.to(dtype)
+    pos, x, batch, _ = check_model_input(data, in_channels, dtype)
+    return pos, x, (batch if getattr(data, "batch", None) is not None else None)
