@@ -53,27 +53,11 @@ LIDAR_KWARGS = {  # neighbourhoods in metres for 64-beam street scenes
 }
 
 
-def _subsample(items: List, num_points: int, seed: int) -> List:
-    """Each Data cut to a random subset of ``num_points`` points (seeded by index)."""
-    from torch_geometric.data import Data
-
-    out = []
-    for i, d in enumerate(items):
-        n = d.pos.shape[0]
-        if n > num_points:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + i)
-            idx = torch.randperm(n, generator=g)[:num_points].sort().values
-            d = Data(**{k: d[k][idx] for k in ("pos", "x", "y") if d.get(k) is not None})
-        out.append(d)
-    return out
-
-
 def lidar_splits(sizes: Dict[str, int], num_points: int, seed: int) -> Dict[str, List]:
     """SyntheticLidar train/val/test frames cut to ``num_points`` (``pos``, ``x``, ``y``)."""
-    from geo3d.datasets import SyntheticLidar
+    from geo3d.datasets import SubsampledPoints, SyntheticLidar
 
-    return {split: _subsample([SyntheticLidar(split, size, seed=seed)[i] for i in range(size)],
-                              num_points, seed)
+    return {split: list(SubsampledPoints(SyntheticLidar(split, size, seed=seed), num_points, seed))
             for split, size in sizes.items()}
 
 
@@ -200,6 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--parts-num-points", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     models, minutes, repeats = resolve_common(ap, args, MODELS)
+    from geo3d.datasets import SubsampledPoints
     q = args.quick
     num_points = args.num_points or (4096 if q else 16384)
     lidar_sizes = dict(train=args.train_size or (16 if q else 200),
@@ -233,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows = []
         for name in models:
             n = cfg["dgcnn_num_points"] if task == "lidar" and name == "dgcnn_seg" else cfg["num_points"]
-            splits = {k: _subsample(v, n, args.seed + 1) for k, v in data.items()}
+            splits = {k: list(SubsampledPoints(v, n, args.seed + 1)) for k, v in data.items()}
             kwargs = dict(in_channels=in_channels, num_classes=len(names),
                           **(LIDAR_KWARGS[name] if task == "lidar" else {}),
                           **(tiny_kwargs(name) if args.tiny else {}))
@@ -257,8 +242,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             result["target"] = {"best_model": best["model"], "best_mIoU": best_miou,
                                 "target_mIoU": TARGET_MIOU, "minutes": minutes,
                                 "met": bool(best_miou >= TARGET_MIOU and minutes <= 20)}
-            example = _subsample(data["test"][:1], settings["lidar"]["dgcnn_num_points"],
-                                 args.seed + 1)[0]
+            example = SubsampledPoints(data["test"][:1], settings["lidar"]["dgcnn_num_points"],
+                                       args.seed + 1)[0]
             result["pyg_dynamic_edgeconv"] = pyg_comparison(
                 example, settings["lidar"]["dgcnn_num_points"], repeats)
             print(f"[lidar] PyG DynamicEdgeConv: {result['pyg_dynamic_edgeconv']['status']}")

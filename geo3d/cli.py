@@ -59,50 +59,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
 _DATA = ("synthetic-lidar", "synthetic-shapes")
 
 
-class _Prepared:
-    """A dataset view that keeps ``pos``, ``x`` and ``y`` and, optionally, subsamples each
-    item to ``num_points`` points (a random subset seeded by ``(seed, index)``: the same
-    points every epoch)."""
-
-    def __init__(self, dataset, num_points: Optional[int], seed: int) -> None:
-        self.dataset, self.num_points, self.seed = dataset, num_points, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        import torch
-        from torch_geometric.data import Data
-
-        item = self.dataset[index]
-        keep = {k: item[k] for k in ("pos", "x", "y") if k in item and item[k] is not None}
-        n = item.pos.shape[0]
-        if self.num_points is not None and n > self.num_points:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(index))
-            idx = torch.randperm(n, generator=g)[: self.num_points].sort().values
-            keep = {k: v[idx] if v.shape[0] == n else v for k, v in keep.items()}
-        return Data(**keep)
-
-
 def _make_data(name: str, split: str, size: int, seed: int, num_points: Optional[int],
                task: str):
     """Build a dataset by CLI name; returns (dataset, in_channels, class names)."""
     if name == "synthetic-lidar":
-        from geo3d.datasets import SyntheticLidar
+        from geo3d.datasets import SubsampledPoints, SyntheticLidar
         from geo3d.sim.classes import CLASSES
 
         if task != "segmentation":
             raise InvalidInputError("synthetic-lidar has per-point labels only: use a "
                                     "segmentation model (e.g. dgcnn_seg)")
-        return _Prepared(SyntheticLidar(split, size, seed=seed, cache=True), num_points, seed), \
-            1, list(CLASSES)
-    from geo3d.datasets import SyntheticShapes
+        frames = SyntheticLidar(split, size, seed=seed, cache=True)
+        return SubsampledPoints(frames, num_points, seed), 1, list(CLASSES)
+    from geo3d.datasets import SubsampledPoints, SyntheticShapes
 
     shapes_task = "classification" if task == "classification" else "part_segmentation"
     ds = SyntheticShapes(split, size, num_points=num_points or 1024, seed=seed,
                          task=shapes_task, cache=True)
     names = ds.CLASS_NAMES if shapes_task == "classification" else ds.PART_NAMES
-    return _Prepared(ds, None, seed), 3, list(names)
+    return SubsampledPoints(ds, None, seed), 3, list(names)
 
 
 def _model_args(pairs: Sequence[str]) -> dict:

@@ -5,11 +5,13 @@ from geo3d.datasets.modelnet import *  # noqa: F401,F403
 from geo3d.datasets.s3dis import *  # noqa: F401,F403
 from geo3d.datasets.semantic_kitti import *  # noqa: F401,F403
 from geo3d.datasets.shapenet_part import *  # noqa: F401,F403
+from geo3d.datasets.subsample import *  # noqa: F401,F403
 from geo3d.datasets.synthetic_lidar import *  # noqa: F401,F403
 from geo3d.datasets.synthetic_sequences import *  # noqa: F401,F403
 from geo3d.datasets.synthetic_shapes import *  # noqa: F401,F403
 from geo3d.datasets import kitti, semantic_kitti, synthetic_lidar, synthetic_sequences
-from geo3d.datasets import modelnet, s3dis, shapenet_part, synthetic_shapes
+from geo3d.datasets import modelnet, s3dis, shapenet_part, subsample, synthetic_shapes
 
 __all__ = kitti.__all__ + semantic_kitti.__all__ + synthetic_lidar.__all__ + synthetic_sequences.__all__
 __all__ += modelnet.__all__ + s3dis.__all__ + shapenet_part.__all__ + synthetic_shapes.__all__
+__all__ += subsample.__all__
