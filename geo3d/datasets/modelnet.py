@@ -21,8 +21,8 @@ import torch
 import trimesh
 from torch_geometric.data import Data
 
-from geo3d.datasets.synthetic_shapes import (CachedItems, check_bool, check_choice, check_int,
-                                             normalise_unit_sphere, random_rotation)
+from geo3d.datasets._common import (CachedItems, check_bool, check_choice, check_int,
+                                    normalise_unit_sphere, random_rotation)
 from geo3d.errors import FileFormatError, InvalidInputError
 from geo3d.io import read_mesh
 

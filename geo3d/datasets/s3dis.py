@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from geo3d.datasets.shapenet_part import read_text_table
-from geo3d.datasets.synthetic_shapes import CachedItems, check_bool
+from geo3d.datasets._common import CachedItems, check_bool, read_text_table
 from geo3d.errors import FileFormatError, InvalidInputError
 
 __all__ = ["S3DIS"]

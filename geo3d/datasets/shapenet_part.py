@@ -13,7 +13,6 @@ the first bad line. The 16 categories and their part ranges are the benchmark's.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zlib
@@ -24,8 +23,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from geo3d.datasets.synthetic_shapes import (CachedItems, check_bool, check_choice, check_int,
-                                             normalise_unit_sphere)
+from geo3d.datasets._common import (CachedItems, check_bool, check_choice, check_int,
+                                    normalise_unit_sphere, read_text_table)
 from geo3d.errors import FileFormatError, InvalidInputError
 from geo3d.io._formats import check_readable
 
@@ -38,51 +37,6 @@ _PART_COUNTS = {
     "Knife": 2, "Lamp": 4, "Laptop": 2, "Motorbike": 6, "Mug": 2, "Pistol": 3, "Rocket": 3,
     "Skateboard": 3, "Table": 3,
 }
-
-
-def read_text_table(path: PathLike, columns: int, skip_bad_lines: bool = False) -> np.ndarray:
-    """Read a whitespace-separated text table of ``columns`` finite numbers per row.
-
-    Args:
-        path: the file.
-        columns: numbers per row.
-        skip_bad_lines: drop rows that do not parse (default False: raise).
-
-    Returns:
-        ``[R, columns]`` float64, ``R >= 1``; blank lines are ignored.
-
-    Raises:
-        FileFormatError: missing or empty file, no rows, or (unless ``skip_bad_lines``) a
-            row that is not ``columns`` finite numbers, naming the file and line.
-    """
-    check_readable(path)
-    with open(path, "rb") as fh:
-        text = fh.read()
-    try:
-        table = np.loadtxt(io.BytesIO(text), dtype=np.float64, ndmin=2, comments=None)
-        if table.shape[1] == columns and np.isfinite(table).all():
-            return table
-    except ValueError:
-        pass
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            row = [float(f) for f in fields]
-            good = len(row) == columns and all(np.isfinite(row))
-        except ValueError:
-            good = False
-        if good:
-            rows.append(row)
-        elif not skip_bad_lines:
-            raise FileFormatError(
-                f"{str(path)!r} line {number}: expected {columns} finite numbers, got "
-                f"{line[:80].decode('utf-8', 'backslashreplace')!r}")
-    if not rows:
-        raise FileFormatError(f"{str(path)!r} holds no rows of {columns} numbers")
-    return np.asarray(rows, dtype=np.float64)
 
 
 class ShapeNetPart(CachedItems):

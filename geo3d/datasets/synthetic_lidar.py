@@ -8,19 +8,17 @@ the splits never share a scene. See :mod:`geo3d.sim.sequence` for the ``Data`` a
 
 from __future__ import annotations
 
-import operator
 from typing import Optional
 
 import numpy as np
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from geo3d.datasets._common import _SPLIT_CODES, _resolve_index, _seed_sequence
 from geo3d.errors import InvalidInputError
 from geo3d.sim.sequence import SimConfig, simulate_frame
 
 __all__ = ["SyntheticLidar"]
-
-_SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
 
 def _check_args(split: object, size: object, seed: object, config: object,
@@ -38,21 +36,6 @@ def _check_args(split: object, size: object, seed: object, config: object,
         raise InvalidInputError(f"config must be a SimConfig or None, got "
                                 f"{type(config).__name__}")
     return config
-
-
-def _resolve_index(index: object, size: int) -> int:
-    """A list-like index: negative counts from the end; IndexError when out of range."""
-    try:
-        i = operator.index(index)
-    except TypeError:
-        raise InvalidInputError(f"index must be an integer, got {type(index).__name__}") from None
-    if not -size <= i < size:
-        raise IndexError(f"index {i} is out of range for a dataset of size {size}")
-    return i % size
-
-
-def _seed_sequence(seed: int, split: str, kind: int, index: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([int(seed), _SPLIT_CODES[split], kind, index])
 
 
 class SyntheticLidar(Dataset):

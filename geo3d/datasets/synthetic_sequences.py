@@ -13,7 +13,8 @@ from typing import Iterator, Optional
 import numpy as np
 from torch_geometric.data import Data
 
-from geo3d.datasets.synthetic_lidar import SyntheticLidar, _resolve_index, _seed_sequence
+from geo3d.datasets._common import _resolve_index, _seed_sequence
+from geo3d.datasets.synthetic_lidar import SyntheticLidar
 from geo3d.errors import InvalidInputError
 from geo3d.sim.sequence import SimConfig, iter_sequence, simulate_sequence
 

@@ -24,16 +24,12 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
-from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
-from geo3d.datasets.synthetic_lidar import _SPLIT_CODES, _resolve_index
-from geo3d.errors import InvalidInputError
+from geo3d.datasets._common import (_SPLIT_CODES, CachedItems, check_bool, check_choice, check_int,
+                                    normalise_unit_sphere, random_rotation)
 from geo3d.sim.shapes import SHAPE_BUILDERS, SHAPE_PARTS, sample_labelled_surface
 
 __all__ = ["SyntheticShapes"]
@@ -48,66 +44,6 @@ def _part_ranges(parts: dict[str, tuple[str, ...]]) -> dict[str, tuple[int, ...]
         ranges[name] = tuple(range(start, start + len(names)))
         start += len(names)
     return ranges
-
-
-def check_int(name: str, value: object, low: int) -> int:
-    """Return ``value`` as an int; InvalidInputError unless it is an integer >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_choice(name: str, value: object, choices: tuple) -> str:
-    """Return ``value``; InvalidInputError unless it is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise InvalidInputError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: object) -> bool:
-    """Return ``value``; InvalidInputError unless it is a bool."""
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a bool, got {value!r}")
-    return value
-
-
-def random_rotation(kind: str, rng: np.random.Generator) -> Optional[np.ndarray]:
-    """A random 3x3 rotation: None for ``"none"``, about +z for ``"z"``, uniform for ``"so3"``."""
-    if kind == "none":
-        return None
-    if kind == "z":
-        return Rotation.from_euler("z", rng.uniform(0.0, 2 * np.pi)).as_matrix()
-    return Rotation.random(random_state=rng).as_matrix()
-
-
-def normalise_unit_sphere(points: np.ndarray) -> np.ndarray:
-    """Centre points on their mean and scale the farthest to distance 1 (``[N, 3]``)."""
-    centred = points - points.mean(axis=0)
-    radius = float(np.sqrt((centred**2).sum(axis=1)).max())
-    return centred / radius if radius > 0 else centred
-
-
-class CachedItems(Dataset):
-    """A map-style dataset that builds item ``i`` with ``self._load(i)``, optionally cached.
-
-    With ``cache`` the first build of an item is kept and copies are handed out, so a
-    caller cannot change the cache. Indices work like a list's (negative from the end).
-    """
-
-    def __init__(self, cache: bool) -> None:
-        self.cache = cache
-        self._cache: dict[int, Data] = {}
-
-    def _load(self, index: int) -> Data:
-        raise NotImplementedError
-
-    def __getitem__(self, index: int) -> Data:
-        i = _resolve_index(index, len(self))
-        if not self.cache:
-            return self._load(i)
-        if i not in self._cache:
-            self._cache[i] = self._load(i)
-        return self._cache[i].clone()
 
 
 class SyntheticShapes(CachedItems):
