@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian packages Open3D needs (and its CPU Vulkan renderer), only when missing.
+# Install the Debian packages Open3D needs (its CPU Vulkan renderer, Xvfb for the GUI test), only when missing.
 set -euo pipefail
-packages=(libusb-1.0-0 libgl1 libgomp1 libvulkan1 mesa-vulkan-drivers)
+packages=(libusb-1.0-0 libgl1 libgomp1 libvulkan1 mesa-vulkan-drivers xvfb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
