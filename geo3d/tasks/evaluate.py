@@ -1,14 +1,16 @@
-"""Evaluation loop: loss and confusion-matrix metrics of a model over a dataset.
+"""Evaluation loop: loss and metrics of a model over a dataset.
 
-The batches come from ``torch_geometric.loader.DataLoader``; the metrics from
-:mod:`geo3d.tasks.metrics` (one confusion matrix for the whole dataset). Under an
-initialised process group every rank evaluates its share (``rank::world_size``, no
-padding, so nothing is counted twice) and the counts are summed over ranks.
+The batches come from ``torch_geometric.loader.DataLoader``. Segmentation and
+classification metrics come from :mod:`geo3d.tasks.metrics` (one confusion matrix for the
+whole dataset). Any other task (detection, hand pose...) brings its own metrics: the model
+has ``make_evaluator()``, which returns a :class:`TaskEvaluator`. Under an initialised
+process group every rank evaluates its share (``rank::world_size``, no padding, so nothing
+is counted twice) and the counts (or evaluators) are combined over ranks.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
@@ -20,22 +22,59 @@ from geo3d.errors import InvalidInputError
 from geo3d.tasks.distributed import all_reduce, is_main_process
 from geo3d.tasks.metrics import ConfusionMatrix, metrics_from_confusion
 
-__all__ = ["evaluate", "move_batch", "check_model"]
+__all__ = ["evaluate", "move_batch", "check_model", "TaskEvaluator", "key_metric"]
 
 _TASKS = ("segmentation", "classification")
+_KEY_METRIC = {"segmentation": "mIoU", "classification": "OA"}
+
+
+@runtime_checkable
+class TaskEvaluator(Protocol):
+    """Metrics of a task other than segmentation/classification, made by ``model.make_evaluator()``.
+
+    Attributes:
+        key_metric: The name, among the keys ``compute()`` returns, by which ``train``
+            picks the best checkpoint.
+        higher_is_better: Whether a larger ``key_metric`` is better.
+    """
+
+    key_metric: str
+    higher_is_better: bool
+
+    def update(self, outputs: Any, batch: Any) -> None:
+        """Add one batch: ``outputs = model(batch)`` in eval mode, without gradients."""
+
+    def merge(self, other: "TaskEvaluator") -> None:
+        """Add the state of another evaluator (another DDP rank's share of the data)."""
+
+    def compute(self) -> dict:
+        """The metrics: floats, or dicts of floats (e.g. per class)."""
 
 
 def check_model(model: object) -> str:
-    """Check the model contract (nn.Module, ``task``, ``loss``); return the task."""
+    """Check the model contract (nn.Module, ``task``, ``loss``, evaluator); return the task."""
     inner = getattr(model, "module", model)  # DistributedDataParallel wrapper
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model must be an nn.Module, got {type(model).__name__}")
     task = getattr(inner, "task", None)
-    if task not in _TASKS:
-        raise InvalidInputError(f"model.task must be one of {_TASKS}, got {task!r}")
+    if not isinstance(task, str) or not task:
+        raise InvalidInputError(f"model.task must be a non-empty string, got {task!r}")
     if not callable(getattr(inner, "loss", None)):
         raise InvalidInputError("model must have a method loss(logits, data)")
+    if task not in _TASKS and not callable(getattr(inner, "make_evaluator", None)):
+        raise InvalidInputError(f"model.task is {task!r}, not one of {_TASKS}, so the model "
+                                f"must have make_evaluator() returning its metrics")
     return task
+
+
+def key_metric(model: nn.Module) -> tuple[str, bool]:
+    """The metric that ranks checkpoints of ``model``, and whether higher is better."""
+    inner = getattr(model, "module", model)
+    task = check_model(model)
+    if task in _TASKS:
+        return _KEY_METRIC[task], True
+    evaluator = inner.make_evaluator()
+    return evaluator.key_metric, bool(evaluator.higher_is_better)
 
 
 def move_batch(batch, device: torch.device, dtype: Optional[torch.dtype]):
@@ -84,7 +123,10 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8,
         "num_samples"}``, plus ``"mIoU"`` and ``"iou": {class: IoU}`` for segmentation.
         ``loss`` is the mean per-target cross-entropy over the whole dataset. See
         :mod:`geo3d.tasks.metrics.segmentation` for the metric conventions (classes absent
-        from both prediction and target are left out of mIoU).
+        from both prediction and target are left out of mIoU). Other tasks:
+        ``{"loss", **evaluator.compute(), "num_samples"}`` with the evaluator from
+        ``model.make_evaluator()`` and ``loss`` the mean of ``model.loss`` per sample
+        (``num_classes``, ``class_names`` and ``ignore_index`` are not used).
 
     Raises:
         InvalidInputError: Bad model, empty dataset, labels outside ``0..C-1``.
@@ -100,6 +142,9 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8,
     # so evaluating inside a training run leaves that run's random stream unchanged.
     loader = DataLoader(_shard(dataset), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    bar = {"desc": "eval", "disable": not (progress and is_main_process()), "leave": False}
+    if task not in _TASKS:
+        return _evaluate_task(inner, tqdm(loader, **bar), device, dtype, len(dataset))
     cm: Optional[ConfusionMatrix] = None
     loss_sum = torch.zeros((), dtype=torch.float64)
     count = torch.zeros((), dtype=torch.float64)
@@ -107,8 +152,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8,
     inner.eval()
     try:
         with torch.no_grad():
-            for batch in tqdm(loader, desc="eval", disable=not (progress and is_main_process()),
-                              leave=False):
+            for batch in tqdm(loader, **bar):
                 batch = move_batch(batch, device, dtype)
                 logits = inner(batch)
                 if cm is None:
@@ -137,3 +181,34 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8,
     result.update(acc=out["acc"], support=out["support"], num_samples=len(dataset))
     return result
 
+
+
+def _evaluate_task(model: nn.Module, batches, device: torch.device,
+                   dtype: Optional[torch.dtype], num_samples: int) -> dict:
+    """:func:`evaluate` for a task with its own evaluator (see :class:`TaskEvaluator`)."""
+    import torch.distributed as dist
+
+    evaluator = model.make_evaluator()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    count = torch.zeros((), dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                batch = move_batch(batch, device, dtype)
+                outputs = model(batch)
+                evaluator.update(outputs, batch)
+                loss_sum += float(model.loss(outputs, batch)) * batch.num_graphs
+                count += batch.num_graphs
+    finally:
+        model.train(was_training)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shares: list = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, evaluator)
+        evaluator = model.make_evaluator()
+        for share in shares:
+            evaluator.merge(share)
+    totals = all_reduce(torch.stack([loss_sum, count]))
+    loss = float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+    return {"loss": loss, **evaluator.compute(), "num_samples": num_samples}

@@ -36,13 +36,10 @@ from geo3d.tasks.checkpoint import get_rng_state, load_checkpoint, save_checkpoi
 from geo3d.tasks.config import TrainConfig
 from geo3d.tasks.distributed import (DistInfo, all_reduce, broadcast_buffers, init_distributed,
                                      resolve_device)
-from geo3d.tasks.evaluate import check_model, evaluate, move_batch
+from geo3d.tasks.evaluate import check_model, evaluate, key_metric, move_batch
 from geo3d.tasks.logging import RunLogger
 
 __all__ = ["train", "TrainResult", "seed_everything", "cosine_schedule"]
-
-_KEY_METRIC = {"segmentation": "mIoU", "classification": "OA"}
-
 
 @dataclass
 class TrainResult:
@@ -51,8 +48,9 @@ class TrainResult:
     Attributes:
         history: One dict per logged row (``epoch``, ``step``, ``split`` "train"/"val",
             ``loss``, ``lr`` or the validation metrics), in order, resumed runs included.
-        best: Best validation metrics (by mIoU for segmentation, OA for classification)
-            with their ``epoch`` and ``step``; None without a validation set.
+        best: Best validation metrics (by mIoU for segmentation, OA for classification,
+            the evaluator's ``key_metric`` for other tasks) with their ``epoch`` and
+            ``step``; None without a validation set.
         final: The last validation metrics, or None.
         epochs: Finished epochs; ``steps``: optimizer steps in total.
         stopped: ``"completed"``, ``"max_steps"`` or ``"max_minutes"``.
@@ -125,8 +123,10 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig,
     share (``batch_size`` is per process) and only rank 0 writes files or shows bars.
 
     Args:
-        model: A geo3d model: ``model(batch)`` gives logits, ``model.task`` is
-            "segmentation" or "classification", ``model.loss(logits, batch)`` the loss.
+        model: A geo3d model: ``model(batch)`` gives its outputs (logits),
+            ``model.loss(outputs, batch)`` the loss, ``model.task`` names the task; a
+            task other than "segmentation"/"classification" also needs
+            ``model.make_evaluator()`` (see :class:`geo3d.tasks.evaluate.TaskEvaluator`).
             Floating data is cast to the dtype of its parameters (float64 works).
         dataset: Torch Dataset of ``Data`` (batched by ``torch_geometric.loader.DataLoader``).
         config: :class:`TrainConfig`. The schedule always spans ``config.epochs``;
@@ -286,9 +286,10 @@ class _Trainer:
         row = {"epoch": self.epoch, "step": self.step, "split": "val", **m}
         self._log(row)
         self.result.final = row
-        key = _KEY_METRIC[self.task]
-        best = self.result.best
-        if best is None or (not math.isnan(m[key]) and not m[key] <= best[key]):
+        key, higher = key_metric(self.model)
+        best, value = self.result.best, m[key]
+        if best is None or (not math.isnan(value)
+                            and (value > best[key] if higher else value < best[key])):
             self.result.best = row
             self.result.best_checkpoint = self._save("best.pt") or self.result.best_checkpoint
 

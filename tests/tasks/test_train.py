@@ -10,8 +10,10 @@ import torch
 from geo3d.errors import FileFormatError, InvalidInputError
 from geo3d.tasks import TrainConfig, cosine_schedule, evaluate, load_checkpoint, train
 from geo3d.tasks.checkpoint import save_checkpoint
+from geo3d.tasks.evaluate import TaskEvaluator
 from geo3d.tasks.metrics import confusion_matrix, metrics_from_confusion
-from tests.tasks._tiny import TinyCls, TinySeg, cls_dataset, seg_dataset
+from tests.tasks._tiny import (MeanAbsError, TinyCls, TinyRegressor, TinySeg, cls_dataset,
+                               regression_dataset, seg_dataset)
 
 
 def _cfg(**kw):
@@ -189,3 +191,28 @@ def test_bad_arguments_are_named():
         train(_fresh(), seg_dataset(), {"epochs": 1})
     with pytest.raises(InvalidInputError, match="gradient norm"):
         train(_fresh(), seg_dataset(), _cfg(lr=1e30, epochs=3))
+
+
+def test_a_custom_task_trains_and_evaluates_with_its_own_evaluator(tmp_path):
+    data = regression_dataset(16)
+    model = _fresh(cls=TinyRegressor)
+    before = evaluate(model, data, batch_size=5)
+    with torch.no_grad():
+        expected = sum(float((model(d) - d.target).abs().sum()) for d in data) / len(data)
+    assert set(before) == {"loss", "MAE", "num_samples"} and before["num_samples"] == 16
+    assert before["MAE"] == pytest.approx(expected, rel=1e-5)
+    result = train(model, data, _cfg(epochs=6, lr=0.1, out_dir=str(tmp_path)), val_dataset=data)
+    vals = [row for row in result.history if row["split"] == "val"]
+    # the best checkpoint is the one with the LOWEST error: higher_is_better is False
+    assert result.best["MAE"] == min(row["MAE"] for row in vals)
+    assert result.best["MAE"] < before["MAE"]
+    assert load_checkpoint(result.best_checkpoint)["best"]["MAE"] == result.best["MAE"]
+
+
+def test_a_custom_task_needs_an_evaluator():
+    class NoEvaluator(TinyRegressor):
+        make_evaluator = None
+
+    with pytest.raises(InvalidInputError, match="make_evaluator"):
+        evaluate(NoEvaluator(), regression_dataset(2))
+    assert isinstance(MeanAbsError(), TaskEvaluator)
