@@ -14,28 +14,13 @@ from typing import Optional, Sequence
 
 from geo3d.errors import InvalidInputError
 
-_DATA = ("synthetic-lidar", "synthetic-shapes")
-
-
 def _make_data(name: str, split: str, size: int, seed: int, num_points: Optional[int],
                task: str):
     """Build a dataset by CLI name; returns (dataset, in_channels, class names)."""
-    if name == "synthetic-lidar":
-        from geo3d.datasets import SubsampledPoints, SyntheticLidar
-        from geo3d.sim.classes import CLASSES
+    from geo3d.datasets.by_name import make_dataset
 
-        if task != "segmentation":
-            raise InvalidInputError("synthetic-lidar has per-point labels only: use a "
-                                    "segmentation model (e.g. dgcnn_seg)")
-        frames = SyntheticLidar(split, size, seed=seed, cache=True)
-        return SubsampledPoints(frames, num_points, seed), 1, list(CLASSES)
-    from geo3d.datasets import SubsampledPoints, SyntheticShapes
-
-    shapes_task = "classification" if task == "classification" else "part_segmentation"
-    ds = SyntheticShapes(split, size, num_points=num_points or 1024, seed=seed,
-                         task=shapes_task, cache=True)
-    names = ds.CLASS_NAMES if shapes_task == "classification" else ds.PART_NAMES
-    return SubsampledPoints(ds, None, seed), 3, list(names)
+    named = make_dataset(name, split, size, seed=seed, num_points=num_points, task=task)
+    return named.dataset, named.in_channels, named.class_names
 
 
 def _model_args(pairs: Sequence[str]) -> dict:
@@ -107,8 +92,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model = models.create(state["model_name"], **state.get("model_kwargs", {}))
     model.load_state_dict(state["model"])
     data = args.data or meta.get("data")
-    if data not in _DATA:
-        raise InvalidInputError(f"--data must be one of {list(_DATA)} (the checkpoint names none)")
+    if data is None:
+        raise InvalidInputError("--data is needed: the checkpoint names no dataset")
     num_points = args.num_points if args.num_points is not None else meta.get("num_points")
     seed = args.seed if args.seed is not None else meta.get("seed", 0)
     dataset, _, names = _make_data(data, args.split, args.size, seed, num_points, model.task)
@@ -125,7 +110,8 @@ def register(sub) -> None:
     """Add ``train`` and ``eval`` to the sub-parsers."""
     tr = sub.add_parser("train", help="train a registered model on a synthetic dataset")
     tr.add_argument("--model", required=True, help="registry name, e.g. dgcnn_seg")
-    tr.add_argument("--data", default="synthetic-lidar", choices=_DATA)
+    tr.add_argument("--data", default="synthetic-lidar",
+                    help="dataset name, see geo3d.datasets.list_datasets() (default: %(default)s)")
     tr.add_argument("--out", required=True, help="folder for checkpoints and logs")
     tr.add_argument("--epochs", type=int, default=10)
     tr.add_argument("--batch-size", type=int, default=4, help="per process (default: %(default)s)")
@@ -148,7 +134,7 @@ def register(sub) -> None:
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint written by geo3d train")
     ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--data", default=None, choices=_DATA, help="default: the training data")
+    ev.add_argument("--data", default=None, help="dataset name (default: the training data)")
     ev.add_argument("--split", default="val", choices=["train", "val", "test"])
     ev.add_argument("--size", type=int, default=4)
     ev.add_argument("--num-points", type=int, default=None, help="default: as in training")

@@ -1,5 +1,6 @@
 """Torch datasets: the embedded synthetic default and loaders for real dataset layouts."""
 
+from geo3d.datasets.by_name import *  # noqa: F401,F403
 from geo3d.datasets.kitti import *  # noqa: F401,F403
 from geo3d.datasets.modelnet import *  # noqa: F401,F403
 from geo3d.datasets.s3dis import *  # noqa: F401,F403
@@ -15,3 +16,5 @@ from geo3d.datasets import modelnet, s3dis, shapenet_part, subsample, synthetic_
 __all__ = kitti.__all__ + semantic_kitti.__all__ + synthetic_lidar.__all__ + synthetic_sequences.__all__
 __all__ += modelnet.__all__ + s3dis.__all__ + shapenet_part.__all__ + synthetic_shapes.__all__
 __all__ += subsample.__all__
+from geo3d.datasets import by_name  # noqa: E402
+__all__ += by_name.__all__

@@ -6,12 +6,14 @@ Every model maps a torch_geometric ``Data``/``Batch`` to logits and has ``task``
 """
 
 from geo3d.models.registry import create, list_models, register
+from geo3d.models.pretrained import list_pretrained
 from geo3d.models.heads import ClassificationHead, PointCloudModel, SegmentationHead
 from geo3d.models import backbones  # registers dgcnn_*, pointnet2_*, equivariant_*
 
 __all__ = [
     "create",
     "list_models",
+    "list_pretrained",
     "register",
     "ClassificationHead",
     "SegmentationHead",

@@ -96,8 +96,9 @@ def create(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
 
     Args:
         name: A name from :func:`list_models`.
-        pretrained: Load pretrained weights (default False). No weights are published yet,
-            so True raises.
+        pretrained: Load the weights shipped in the model zoo (default False); see
+            :func:`geo3d.models.list_pretrained`. The model is built with the zoo entry's
+            keyword arguments; ``kwargs`` may repeat them but not change them.
         **kwargs: Keyword arguments of the model's factory function.
 
     Returns:
@@ -106,16 +107,26 @@ def create(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     Raises:
         InvalidInputError: Unknown ``name`` (the message lists the known ones), unknown or
             missing keyword arguments (named), bad values (raised by the factory), or
-            ``pretrained=True``.
+            ``pretrained=True`` for a model without shipped weights or with kwargs that
+            differ from the shipped ones.
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise InvalidInputError(f"unknown model name {name!r}; known models: {list_models()}")
     if not isinstance(pretrained, bool):
         raise InvalidInputError(f"pretrained must be a bool, got {pretrained!r}")
     factory = _REGISTRY[name]
-    _check_kwargs(name, factory, kwargs)
+    state = None
     if pretrained:
-        raise InvalidInputError(f"no pretrained weights for {name}")
+        from geo3d.models.pretrained import load_pretrained_state, pretrained_entry
+
+        shipped = pretrained_entry(name)["model_kwargs"]
+        changed = sorted(k for k in kwargs if k not in shipped or kwargs[k] != shipped[k])
+        if changed:
+            raise InvalidInputError(f"pretrained {name} was trained with {shipped}; "
+                                    f"{changed} cannot differ")
+        kwargs = dict(shipped)
+        state = load_pretrained_state(name)
+    _check_kwargs(name, factory, kwargs)
     try:
         model = factory(**kwargs)
     except InvalidInputError:
@@ -124,4 +135,7 @@ def create(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
         raise InvalidInputError(f"model {name!r}: bad keyword arguments {sorted(kwargs)}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"factory of model {name!r} returned {type(model).__name__}, not nn.Module")
+    if state is not None:
+        model.load_state_dict(state)
+        model.eval()
     return model
