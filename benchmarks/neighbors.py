@@ -227,6 +227,19 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_rows(small: List[dict]) -> List[dict]:
+    """The suite's rows (geo3d.bench.ResultRow): each op, geo3d and its baseline, in ms."""
+    from geo3d.bench.results import ResultRow
+
+    rows = []
+    for r in small:
+        task = f"{r['op']}, {r['n']:,} points"
+        for model, ms in (("geo3d", r["geo3d_ms"]), (r["baseline"], r["baseline_ms"])):
+            rows.append(ResultRow(benchmark="neighbors", task=task, model=model, metric="ms",
+                                  value=ms, higher_is_better=False, latency_ms=ms).to_dict())
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="out/bench/neighbors", help="output folder")
@@ -252,6 +265,7 @@ def main(argv=None) -> int:
         "small": small_cloud_rows(args.n, repeats),
         "large": large_rows(large_n, large_repeats),
     }
+    result["results"] = result_rows(result["small"])
     md = markdown(result)
     print(md)
     from geo3d.io.atomic import atomic_write_bytes  # heavy import (open3d): only now

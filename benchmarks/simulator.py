@@ -78,10 +78,16 @@ def main(argv=None) -> int:
         "sequence_frame_seconds": round(seq_s, 4),
         "repeats": repeats,
     }
+    from geo3d.bench.results import ResultRow
+
+    result["results"] = [ResultRow(
+        benchmark="simulator", task="64-beam LiDAR frame", model="SyntheticLidar",
+        metric="seconds per frame", value=frame_s, higher_is_better=False,
+        latency_ms=1000 * frame_s, notes=f"{result['points_per_frame']:,} points").to_dict()]
     md = "\n".join([
         "# geo3d simulator", "",
         "| measure | value |", "| --- | ---: |",
-        *(f"| {k} | {v} |" for k, v in result.items()), "",
+        *(f"| {k} | {v} |" for k, v in result.items() if k != "results"), "",
     ])
     print(md)
     out = Path(args.out)

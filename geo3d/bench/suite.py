@@ -43,6 +43,7 @@ class BenchStep:
 
 _QUICK = (
     BenchStep("neighbors", "neighbors.py", ("--quick",), 1.0),
+    BenchStep("simulator", "simulator.py", ("--quick",), 0.5),
     BenchStep("segmentation", "segmentation.py", ("--quick", "--minutes", "0.5"), 3.0),
     BenchStep("classification", "classification.py", ("--quick", "--minutes", "0.3"), 2.0),
     BenchStep("mesh", "mesh.py", ("--quick",), 1.5),
