@@ -1,0 +1,205 @@
+"""Temporal feature reuse: exactness at threshold 0, skipped work, local_seg layers."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch_geometric.data import Data
+
+from geo3d.errors import InvalidInputError
+from geo3d.models import create
+from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table,
+                                   voxelize)
+
+VOXEL = 0.25
+
+
+def _model(dtype=torch.float64, in_channels=1):
+    torch.manual_seed(0)
+    model = create("local_seg", in_channels=in_channels, num_classes=4, width=8, depth=2,
+                   voxel_size=VOXEL, head_channels=(8,))
+    for m in model.modules():  # non-trivial normalisation statistics
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.to(dtype).eval()
+
+
+def _scene(seed: int = 0):
+    """World points on a 1/64 m lattice (exact in float32): a ground patch and a wall."""
+    g = np.random.default_rng(seed)
+    ground = np.stack(np.meshgrid(np.arange(0, 8, 0.125), np.arange(-4, 4, 0.125), [0.0]), -1)
+    wall = np.stack(np.meshgrid([6.0], np.arange(-4, 4, 0.125), np.arange(0, 2, 0.125)), -1)
+    pts = np.concatenate([ground.reshape(-1, 3), wall.reshape(-1, 3)])
+    pts = pts + g.integers(0, 4, size=pts.shape) / 64.0
+    return torch.from_numpy(pts), torch.from_numpy(g.integers(0, 64, size=len(pts)) / 64.0)
+
+
+def _frame(t: int, world, intensity, dtype, drop: bool = True, far_object: bool = False):
+    """Frame ``t``: the sensor moves 0.25 m along x per frame; a 1 m wide strip of the
+    static points (moving with ``t``) is occluded when ``drop``; a 1 m cube moves 0.5 m
+    per frame (2 m and 20 m away from the rest with ``far_object``)."""
+    strip = (world[:, 1] >= -3 + t) & (world[:, 1] < -2 + t)
+    keep = ~strip if drop else torch.ones(len(world), dtype=torch.bool)
+    obj = torch.stack(torch.meshgrid(torch.arange(0, 1, 0.125), torch.arange(0, 1, 0.125),
+                                     torch.arange(0, 1, 0.125), indexing="ij"), -1).reshape(-1, 3)
+    step = 2.0 if far_object else 0.5  # 2 m: beyond its own size plus any threshold used
+    obj = obj.double() + torch.tensor([2.0 + step * t, 20.0 if far_object else 1.0, 0.25])
+    pos_w = torch.cat([world[keep], obj])
+    x = torch.cat([intensity[keep], torch.full((len(obj),), 0.5, dtype=torch.float64)])
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[0, 3] = 0.25 * t
+    pose[2, 3] = 1.5
+    pos = pos_w - pose[:3, 3]  # exact: lattice points minus multiples of 1/4
+    return Data(pos=pos.to(dtype), x=x.view(-1, 1).to(dtype), ego_pose=pose.to(dtype)[None],
+                frame=t), len(obj)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_threshold_zero_equals_full_recomputation(dtype):
+    model = _model(dtype)
+    reuse = FeatureReuse(model, threshold=0.0).eval()
+    world, intensity = _scene()
+    skipped = 0
+    for t in range(4):
+        frame, _ = _frame(t, world, intensity, dtype)
+        out = reuse(frame)
+        with torch.no_grad():
+            full = model(reuse.to_world(frame))
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(out, full, rtol=tol, atol=tol)
+        if t:
+            assert reuse.stats["rows"][-1] < reuse.stats["voxels"]  # some work was skipped
+            skipped += reuse.stats["voxels"] - reuse.stats["rows"][-1]
+    assert skipped > 0
+
+
+def test_identical_frame_computes_nothing():
+    model = _model()
+    reuse = FeatureReuse(model, threshold=0.0).eval()
+    world, intensity = _scene()
+    frame, _ = _frame(1, world, intensity, torch.float64)
+    first = reuse(frame)
+    assert reuse.stats["macs"] == model.count_macs(reuse.to_world(frame)) > 0
+    again = reuse(frame)
+    assert reuse.stats["macs"] == 0 and reuse.stats["rows"] == [0] * model.num_stages
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    reuse.reset()
+    reuse(frame)
+    assert reuse.stats["rows"][0] == reuse.stats["voxels"]
+
+
+def test_positive_threshold_skips_work_and_recomputes_moved_objects():
+    model = _model()
+    reuse = FeatureReuse(model, threshold=0.3).eval()
+    world, intensity = _scene()
+    outs = []
+    for t in range(3):  # the object is 20 m away from everything, moving 2 m per frame
+        jittered = world + t / 64.0  # the static scene shifts by less than the threshold
+        frame, n_obj = _frame(t, jittered, intensity, torch.float64, drop=False, far_object=True)
+        outs.append(reuse(frame))
+        if t:  # only the object's 4 x 4 x 4 voxels are new; nothing else is computed
+            assert reuse.stats["rows"] == [64] * model.num_stages
+    full_macs = model.count_macs(reuse.to_world(frame))
+    assert 0 < reuse.stats["macs"] < full_macs / 3
+    with torch.no_grad():
+        full = model(reuse.to_world(frame))
+    # the moved object is recomputed exactly; the static scene keeps frame 0's outputs
+    torch.testing.assert_close(outs[-1][-n_obj:], full[-n_obj:], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(outs[-1][:-n_obj], outs[0][:-n_obj], rtol=0, atol=0)
+    assert not torch.allclose(full[:-n_obj], outs[0][:-n_obj])
+
+
+def test_errors():
+    model = _model()
+    with pytest.raises(InvalidInputError, match="cannot be wrapped"):
+        FeatureReuse(create("dgcnn_seg", num_classes=2, width=8, depth=2, emb_channels=8, k=4))
+    with pytest.raises(InvalidInputError, match="threshold"):
+        FeatureReuse(model, threshold=-0.1)
+    reuse = FeatureReuse(model, threshold=0.1)
+    world, intensity = _scene()
+    frame, _ = _frame(0, world, intensity, torch.float64)
+    with pytest.raises(InvalidInputError, match="eval"):
+        reuse.train()(frame)
+    reuse.eval()
+    with pytest.raises(InvalidInputError, match="ego_pose"):
+        reuse(Data(pos=frame.pos, x=frame.x))
+    with pytest.raises(InvalidInputError, match="one frame"):
+        reuse(Data(pos=frame.pos, x=frame.x, ego_pose=frame.ego_pose,
+                   batch=torch.arange(len(frame.pos)) * 2 // len(frame.pos)))
+    with pytest.raises(InvalidInputError, match="data.pos"):
+        reuse(Data(pos=frame.pos[:, :2], x=frame.x, ego_pose=frame.ego_pose))
+    with pytest.raises(InvalidInputError, match="voxel_size"):
+        create("local_seg", num_classes=2, voxel_size=0.0)
+    with pytest.raises(InvalidInputError, match="pos reaches"):
+        model(Data(pos=torch.tensor([[1e6, 0.0, 0.0]], dtype=torch.float64), x=torch.zeros(1, 1, dtype=torch.float64)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_voxelize_matches_numpy(dtype):
+    g = torch.Generator().manual_seed(0)
+    pos = (torch.rand(500, 3, generator=g, dtype=torch.float64) * 4 - 2).to(dtype)
+    x = torch.rand(500, 2, generator=g, dtype=torch.float64).to(dtype)
+    batch = torch.cat([torch.zeros(300, dtype=torch.long), torch.ones(200, dtype=torch.long)])
+    vox = voxelize(pos, x, batch, 0.5)
+    cells = np.floor(pos.double().numpy() / 0.5).astype(np.int64)
+    rows = np.concatenate([batch.numpy()[:, None], cells], 1)
+    uniq, inv = np.unique(rows, axis=0, return_inverse=True)  # same order: batch, x, y, z
+    assert len(vox.keys) == len(uniq) and torch.equal(vox.inverse, torch.from_numpy(inv.reshape(-1)))
+    cent = np.zeros((len(uniq), 3))
+    np.add.at(cent, inv.reshape(-1), pos.double().numpy())
+    cent /= np.bincount(inv.reshape(-1))[:, None]
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(vox.centroid.double().numpy(), cent, rtol=tol, atol=tol)
+    np.testing.assert_allclose(vox.features[:, :3].double().numpy(),
+                               cent / 0.5 - uniq[:, 1:] - 0.5, rtol=1e-4, atol=1e-4)
+    assert torch.equal(vox.batch, torch.from_numpy(uniq[:, 0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3), st.integers(-3, 3)),
+                min_size=1, max_size=60, unique=True))
+def test_neighbour_table_matches_dict(cells):
+    pos = torch.tensor(cells, dtype=torch.float64) + 0.5
+    vox = voxelize(pos, None, torch.zeros(len(cells), dtype=torch.long), 1.0)
+    index = {tuple(np.floor(vox.centroid[i].numpy()).astype(int)): i for i in range(len(vox.keys))}
+    table = _neighbour_table(vox.keys, vox.keys)
+    for i in range(len(vox.keys)):
+        c = np.floor(vox.centroid[i].numpy()).astype(int)
+        for o, off in enumerate(itertools.product((-1, 0, 1), repeat=3)):
+            want = index.get(tuple(c + np.array(off)), len(vox.keys))
+            assert int(table[o, i]) == want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_submanifold_conv_matches_dense_conv3d(dtype):
+    torch.manual_seed(0)
+    conv = SubmanifoldConv(5).to(dtype).eval()
+    conv.norm.running_mean.uniform_(-1, 1)
+    conv.norm.running_var.uniform_(0.5, 2)
+    g = torch.Generator().manual_seed(1)
+    occupied = torch.rand(6, 6, 6, generator=g) < 0.4
+    cells = occupied.nonzero()
+    vox = voxelize(cells.to(dtype) + 0.5, None, torch.zeros(len(cells), dtype=torch.long), 1.0)
+    order = torch.from_numpy(np.lexsort(cells.numpy().T[::-1].copy()))  # voxel order: x, y, z
+    cells = cells[order]
+    h = torch.randn(len(cells), 5, dtype=dtype, generator=g.manual_seed(2))
+    rows = torch.arange(len(cells))
+    out, macs = conv(h, rows, _neighbour_table(vox.keys, vox.keys))
+    dense = torch.zeros(1, 5, 6, 6, 6, dtype=dtype)
+    dense[0, :, cells[:, 0], cells[:, 1], cells[:, 2]] = h.T
+    weight = conv.weight.detach().view(3, 3, 3, 5, 5).permute(4, 3, 0, 1, 2)  # [out, in, 3, 3, 3]
+    ref = F.conv3d(dense, weight, padding=1)[0, :, cells[:, 0], cells[:, 1], cells[:, 2]].T
+    ref = h + F.relu(conv.norm(ref))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    pairs = sum(int(occupied[tuple((c + torch.tensor(o)).tolist())])
+                for c in cells for o in itertools.product((-1, 0, 1), repeat=3)
+                if all(0 <= v < 6 for v in (c + torch.tensor(o)).tolist()))
+    assert macs == pairs * 25
