@@ -14,6 +14,7 @@ from geo3d.sim.sequence import *  # noqa: F401,F403
 from geo3d.sim.objects import *  # noqa: F401,F403
 from geo3d.sim.structures import *  # noqa: F401,F403
 from geo3d.sim.terrain import *  # noqa: F401,F403
+from geo3d.sim import hand, hand_render  # articulated hands (JOINTS, BONES, render_hand)
 from geo3d.sim import (classes, depth_camera, layout, lidar, motion, objects, scene, sequence,
                        structures, terrain)
 

@@ -1,0 +1,387 @@
+"""3D hand pose from a full depth frame: localise, crop, normalise (PCA box), PointNet++,
+per-point offset voting plus regression, joints back in camera coordinates.
+
+The stages are ours, built on geo3d's PointNet++ (:mod:`geo3d.models.backbones.pointnet2`,
+PyG message passing, fpsample FPS, scipy neighbour search) and ``torch.linalg.eigh``:
+
+1. **Localise** without a given hand centre: a light PointNet++ segments a fixed-size,
+   evenly strided subsample of each frame into hand / not hand; the centre starts at the
+   subsample point with the most hand probability within ``crop_radius / 2`` and is
+   refined by three mean-shift steps (probability-weighted, same ball). Published pipelines (Ge et al., "Hand PointNet", CVPR 2018;
+   Moon et al., "V2V-PoseNet", CVPR 2018) assume a given centre.
+2. **Crop** the frame's points within ``crop_radius`` of the centre, ``num_points`` of them
+   (random in training, evenly strided in eval). While training with ``data.y`` the crop
+   is centred on the true hand (plus 1 cm jitter) so the pose net sees hands from step 1.
+3. **Normalise** in the oriented bounding box of the hand points of the crop (weights: the
+   localiser's probabilities interpolated to the crop): origin at their weighted mean, axes
+   their principal axes (the smallest towards the camera, the largest with positive
+   skewness, right-handed), unit ``norm_scale`` metres, so bone lengths keep their size.
+4. **Backbone**: PointNet++ segmentation (set abstraction + feature propagation); inputs
+   the local coordinates and the hand probability.
+5. **Joint head**: per point, 21 offsets and 21 weights; each joint is the softmax-weighted
+   mean of ``point + offset`` (Ge et al., "Point-to-Point Regression PointNet", ECCV 2018),
+   averaged with a global regression from the max-pooled features.
+6. Joints are mapped back to the camera frame.
+
+The losses (:meth:`HandPoseNet.loss`) are documented terms with the weights of
+:class:`HandPoseLossWeights`; the structural ones are in :mod:`geo3d.models.hand_losses`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import global_max_pool
+
+from geo3d.errors import InvalidInputError
+from geo3d.models._layers import check_int, check_model_input, mlp
+from geo3d.models.backbones.pointnet2 import PointNet2, knn_interpolate
+from geo3d.models.hand_losses import bone_length_loss, inside_hand_loss, joint_angle_loss
+from geo3d.models.registry import register
+
+__all__ = ["HandPoseLossWeights", "HandPoseNet", "hand_pose", "hand_pose_small"]
+
+NUM_JOINTS = 21
+
+
+@dataclass(frozen=True)
+class HandPoseLossWeights:
+    """Weights of the terms of :meth:`HandPoseNet.loss` (0 switches a term off).
+
+    Args:
+        joints: smooth-L1 of the final joints in the normalised frame (default 1).
+        vote: the same for the offset-voting estimate (default 0.5).
+        regression: the same for the global regression (default 0.5).
+        offsets: smooth-L1 of per-point offsets to the joints within 2 units (default 0.5).
+        segmentation: binary cross-entropy of the localiser against ``data.y`` (default 1).
+        bone: :func:`~geo3d.models.hand_losses.bone_length_loss` (default 1).
+        angle: :func:`~geo3d.models.hand_losses.joint_angle_loss` (default 1).
+        inside: :func:`~geo3d.models.hand_losses.inside_hand_loss` (default 0.05).
+    """
+
+    joints: float = 1.0
+    vote: float = 0.5
+    regression: float = 0.5
+    offsets: float = 0.5
+    segmentation: float = 1.0
+    bone: float = 1.0
+    angle: float = 1.0
+    inside: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise InvalidInputError(f"loss weight {name} must be a finite number >= 0, "
+                                        f"got {value!r}")
+
+
+def _strided(batch: Tensor, count: int, num_graphs: int, offset: Optional[Tensor]) -> Tensor:
+    """``count`` evenly spaced indices per graph (repeats when it has fewer points)."""
+    sizes = torch.bincount(batch, minlength=num_graphs)
+    if (sizes == 0).any():
+        raise InvalidInputError("data.batch has an empty sample: every frame needs points")
+    start = torch.cumsum(sizes, 0) - sizes
+    off = torch.full((num_graphs, 1), 0.5, device=batch.device) if offset is None else offset
+    steps = (torch.arange(count, device=batch.device)[None] + off) * sizes[:, None] / count
+    return (start[:, None] + steps.long().clamp_max(sizes[:, None] - 1)).reshape(-1)
+
+
+def _principal_frame(pts: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """Weighted mean ``[B, 3]`` and right-handed principal axes ``[B, 3, 3]`` (columns)."""
+    w = w / w.sum(1, keepdim=True).clamp_min(1e-12)
+    mean = (w[..., None] * pts).sum(1)
+    c = pts - mean[:, None]
+    cov = torch.einsum("bm,bmi,bmj->bij", w, c, c).double()
+    cov = cov + torch.eye(3, dtype=cov.dtype, device=cov.device) * 1e-12
+    _, vec = torch.linalg.eigh(cov)  # ascending eigenvalues
+    vec = vec.to(pts.dtype)
+    e1, e3 = vec[..., 2], vec[..., 0]
+    e3 = torch.where(((e3 * mean).sum(-1, keepdim=True) > 0), -e3, e3)  # towards the camera
+    skew = (w * ((c * e1[:, None]).sum(-1)) ** 3).sum(1, keepdim=True)
+    e1 = torch.where(skew < 0, -e1, e1)
+    e2 = torch.cross(e3, e1, dim=-1)
+    return mean, torch.stack([e1, e2, e3], dim=-1)
+
+
+class HandPoseNet(nn.Module):
+    """Depth frame -> 21 hand joints in camera coordinates (see the module docstring).
+
+    Args:
+        localizer: PointNet++ segmentation backbone on the frame subsample.
+        backbone: PointNet++ segmentation backbone on the normalised crop (input features:
+            the hand probability, then ``data.x``).
+        feature_channels: per-point width of ``backbone``'s output.
+        in_channels: width of ``data.x`` (0: positions only).
+        loc_points: frame points the localiser sees per sample.
+        num_points: crop points per sample.
+        crop_radius: crop ball radius, metres.
+        norm_scale: metres per unit of the normalised frame.
+        head_hidden: hidden width of the joint heads.
+        weights: loss weights.
+
+    Shapes:
+        ``data.pos [N, 3]`` (camera frame, metres), ``data.batch [N]`` -> a dict with
+        ``joints [B, 21, 3]`` (camera frame), ``joints_local``, ``vote``, ``regression``
+        ``[B, 21, 3]`` (normalised frame), ``hand_logits [B * loc_points]``,
+        ``loc_index [B * loc_points]``, ``centre [B, 3]``, ``crop_index [B, num_points]``,
+        ``crop_pos [B, num_points, 3]`` (camera frame), ``crop_prob [B, num_points]``,
+        ``local_pos [B, num_points, 3]``, ``offsets [B, num_points, 21, 3]``,
+        ``frame_origin [B, 3]`` and ``frame_axes [B, 3, 3]``.
+    """
+
+    task = "hand_pose"
+
+    def __init__(self, localizer: PointNet2, loc_channels: int, backbone: PointNet2,
+                 feature_channels: int, in_channels: int = 0, loc_points: int = 512,
+                 num_points: int = 512, crop_radius: float = 0.15, norm_scale: float = 0.1,
+                 head_hidden: int = 64, weights: HandPoseLossWeights = HandPoseLossWeights()) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.loc_points, self.num_points = loc_points, num_points
+        self.crop_radius, self.norm_scale = crop_radius, norm_scale
+        self.weights = weights
+        self.localizer = localizer
+        self.loc_head = nn.Linear(loc_channels, 1)
+        self.backbone = backbone
+        self.point_head = mlp([feature_channels, head_hidden, NUM_JOINTS * 4], plain_last=True)
+        self.global_head = mlp([feature_channels, head_hidden, NUM_JOINTS * 3], plain_last=True)
+
+    # ------------------------------------------------------------------ stages
+    def localize(self, pos: Tensor, x: Optional[Tensor], batch: Tensor, num_graphs: int):
+        """Stage 1: ``(loc_index, hand_logits, centre [B, 3])``."""
+        off = torch.rand(num_graphs, 1, device=pos.device) if self.training else None
+        idx = _strided(batch, self.loc_points, num_graphs, off)
+        feats, _ = self.localizer(pos[idx], None if x is None else x[idx], batch[idx], num_graphs)
+        logits = self.loc_head(feats).squeeze(-1)
+        p = torch.sigmoid(logits.detach()).view(num_graphs, -1)
+        pts = pos[idx].detach().view(num_graphs, -1, 3)
+        # start at the densest hand-probability mass, then mean shift (ball kernel)
+        ball = (torch.cdist(pts, pts) < self.crop_radius / 2).to(p.dtype)
+        mass = (ball * p[:, None, :]).sum(-1)
+        centre = pts[torch.arange(num_graphs, device=pos.device), mass.argmax(1)]
+        for _ in range(3):
+            near = ((pts - centre[:, None]).norm(dim=-1) < self.crop_radius / 2).to(p.dtype)
+            wk = p * near + 1e-12
+            centre = (wk[..., None] * pts).sum(1) / wk.sum(1, keepdim=True)
+        return idx, logits, centre
+
+    def crop(self, pos: Tensor, batch: Tensor, centre: Tensor) -> Tensor:
+        """Stage 2: ``[B, num_points]`` indices into ``pos`` near each centre."""
+        num_graphs = centre.shape[0]
+        dist = (pos.detach() - centre[batch]).norm(dim=-1)
+        inside_all = (dist < self.crop_radius).nonzero().squeeze(1)
+        counts = torch.bincount(batch[inside_all], minlength=num_graphs).tolist()
+        starts = torch.bincount(batch, minlength=num_graphs).cumsum(0).tolist()
+        out, at = [], 0
+        for b in range(num_graphs):
+            inside = inside_all[at: at + counts[b]]
+            at += counts[b]
+            if inside.numel() < 8:  # nothing near: the nearest points of that frame
+                lo = starts[b - 1] if b else 0
+                d = dist[lo: starts[b]]
+                inside = lo + d.topk(min(self.num_points, d.numel()), largest=False).indices
+            m = inside.numel()
+            if self.training:
+                pick = torch.randperm(m, device=pos.device)[: self.num_points]
+                if m < self.num_points:
+                    pick = torch.cat([pick, torch.randint(m, (self.num_points - m,), device=pos.device)])
+            else:
+                pick = ((torch.arange(self.num_points, device=pos.device) + 0.5) * m
+                        / self.num_points).long().clamp_max(m - 1)
+            out.append(inside[pick])
+        return torch.stack(out)
+
+    def forward(self, data: object) -> dict:
+        dtype = next(self.parameters()).dtype
+        pos, x, batch, num_graphs = check_model_input(data, self.in_channels, dtype)
+        loc_index, hand_logits, centre = self.localize(pos, x, batch, num_graphs)
+        y = getattr(data, "y", None)
+        if self.training and isinstance(y, Tensor) and y.shape == batch.shape:
+            hand = (y == 1).to(dtype)
+            count = torch.zeros(num_graphs, dtype=dtype, device=pos.device).index_add_(0, batch, hand)
+            true_c = torch.zeros(num_graphs, 3, dtype=dtype, device=pos.device).index_add_(
+                0, batch, pos.detach() * hand[:, None]) / count.clamp_min(1)[:, None]
+            jitter = torch.randn_like(true_c) * 0.01
+            centre = torch.where(count[:, None] > 0, true_c + jitter, centre)
+        crop_index = self.crop(pos, batch, centre)
+        crop_pos = pos[crop_index]  # [B, M, 3]
+        flat = crop_pos.reshape(-1, 3)
+        crop_batch = torch.arange(num_graphs, device=pos.device).repeat_interleave(self.num_points)
+        prob = torch.sigmoid(knn_interpolate(hand_logits.detach()[:, None], pos[loc_index].detach(),
+                                             flat.detach(), batch[loc_index], crop_batch)).squeeze(1)
+        prob = prob.view(num_graphs, self.num_points)
+        origin, axes = _principal_frame(crop_pos.detach(), prob + 1e-3)
+        local = torch.einsum("bmc,bcd->bmd", crop_pos - origin[:, None], axes) / self.norm_scale
+        feats = prob.reshape(-1, 1)
+        if x is not None:
+            feats = torch.cat([feats, x[crop_index.reshape(-1)]], dim=1)
+        h, _ = self.backbone(local.reshape(-1, 3), feats, crop_batch, num_graphs)
+        ph = self.point_head(h).view(num_graphs, self.num_points, NUM_JOINTS, 4)
+        offsets = ph[..., :3]
+        attn = torch.softmax(ph[..., 3], dim=1)  # over points, per joint
+        vote = (attn[..., None] * (local[:, :, None] + offsets)).sum(1)
+        reg = self.global_head(global_max_pool(h, crop_batch, size=num_graphs))
+        reg = reg.view(num_graphs, NUM_JOINTS, 3)
+        joints_local = (vote + reg) / 2
+        joints = torch.einsum("bjd,bcd->bjc", joints_local * self.norm_scale, axes) + origin[:, None]
+        return {"joints": joints, "joints_local": joints_local, "vote": vote, "regression": reg,
+                "hand_logits": hand_logits, "loc_index": loc_index, "centre": centre,
+                "crop_index": crop_index, "crop_pos": crop_pos, "crop_prob": prob,
+                "local_pos": local, "offsets": offsets, "frame_origin": origin, "frame_axes": axes}
+
+    # ------------------------------------------------------------------ losses
+    def to_local(self, joints: Tensor, outputs: dict) -> Tensor:
+        """Camera-frame joints ``[B, 21, 3]`` in the normalised frame of ``outputs``."""
+        return torch.einsum("bjc,bcd->bjd", joints - outputs["frame_origin"][:, None],
+                            outputs["frame_axes"]) / self.norm_scale
+
+    def loss_terms(self, outputs: dict, data: object) -> dict[str, Tensor]:
+        """Each loss term (unweighted), a dict of scalars; zero-weight terms are skipped.
+
+        * ``joints``, ``vote``, ``regression``: smooth-L1 (beta 0.1 units = 1 cm at the
+          default scale) to ``data.joints`` in the normalised frame;
+        * ``offsets``: smooth-L1 of ``point + offset`` to each joint, for points within 2
+          units (20 cm) of it;
+        * ``segmentation``: BCE of the localiser against ``data.y == 1`` (when ``y`` is
+          given per point), hand points weighted 5x (a hand covers ~5% of a frame);
+        * ``bone``, ``angle``, ``inside``: the structural terms of
+          :mod:`geo3d.models.hand_losses` (``inside`` uses the crop points labelled hand by
+          ``data.y``, else those with probability > 0.5).
+        """
+        w = self.weights
+        gt = getattr(data, "joints", None)
+        b = outputs["joints"].shape[0]
+        if not isinstance(gt, Tensor) or gt.shape != (b * NUM_JOINTS, 3) and gt.shape != (b, NUM_JOINTS, 3):
+            raise InvalidInputError(f"data.joints must hold [21, 3] joints per sample ({b} samples), "
+                                    f"got {None if not isinstance(gt, Tensor) else list(gt.shape)}")
+        gt = gt.reshape(b, NUM_JOINTS, 3).to(outputs["joints"].dtype)
+        gt_local = self.to_local(gt, outputs)
+        terms: dict[str, Tensor] = {}
+        sl1 = lambda a: F.smooth_l1_loss(a, gt_local, beta=0.1)  # noqa: E731
+        for name, key in (("joints", "joints_local"), ("vote", "vote"), ("regression", "regression")):
+            if getattr(w, name) > 0:
+                terms[name] = sl1(outputs[key])
+        if w.offsets > 0:
+            target = gt_local[:, None] - outputs["local_pos"][:, :, None]  # [B, M, J, 3]
+            near = (target.norm(dim=-1, keepdim=True) < 2).to(target.dtype)
+            err = F.smooth_l1_loss(outputs["offsets"], target, beta=0.1, reduction="none")
+            terms["offsets"] = (err * near).sum() / (near.sum() * 3).clamp_min(1)
+        y = getattr(data, "y", None)
+        per_point = isinstance(y, Tensor) and y.dim() == 1 and y.shape[0] > outputs["loc_index"].max()
+        if w.segmentation > 0 and per_point:
+            target = (y[outputs["loc_index"]] == 1).to(outputs["hand_logits"].dtype)
+            terms["segmentation"] = F.binary_cross_entropy_with_logits(
+                outputs["hand_logits"], target, pos_weight=target.new_tensor(5.0))
+        if w.bone > 0:
+            terms["bone"] = bone_length_loss(outputs["joints"], gt)
+        if w.angle > 0:
+            terms["angle"] = joint_angle_loss(outputs["joints"])
+        if w.inside > 0:
+            mask = (y[outputs["crop_index"]] == 1) if per_point else outputs["crop_prob"] > 0.5
+            terms["inside"] = inside_hand_loss(outputs["joints"], outputs["crop_pos"],
+                                               mask.to(outputs["joints"].dtype))
+        return terms
+
+    def loss(self, outputs: dict, data: object) -> Tensor:
+        """The weighted sum of :meth:`loss_terms` (weights: ``self.weights``), a scalar."""
+        terms = self.loss_terms(outputs, data)
+        return sum(getattr(self.weights, k) * v for k, v in terms.items())
+
+    def make_evaluator(self):
+        """A :class:`geo3d.tasks.metrics.hand_pose.HandPoseEvaluator`."""
+        from geo3d.tasks.metrics.hand_pose import HandPoseEvaluator
+        return HandPoseEvaluator()
+
+
+def _pointnet2(in_channels: int, width: int, depth: int, radii: tuple, ratios: tuple,
+               max_neighbors: int) -> tuple[PointNet2, int]:
+    sa = [(width * 2**l, width * 2**l, 2 * width * 2**l) for l in range(depth)]
+    fp = [(4 * width, 4 * width)] * depth
+    return (PointNet2(in_channels, sa, ratios[:depth], radii[:depth], max_neighbors,
+                      fp_channels=fp), 4 * width)
+
+
+def _check_float(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@register("hand_pose")
+def hand_pose(
+    *,
+    in_channels: int = 0,
+    num_classes: int = NUM_JOINTS,
+    width: int = 32,
+    depth: int = 3,
+    loc_width: int = 8,
+    loc_points: int = 512,
+    num_points: int = 512,
+    crop_radius: float = 0.15,
+    norm_scale: float = 0.1,
+    max_neighbors: int = 32,
+    head_hidden: Optional[int] = None,
+    weights: Optional[HandPoseLossWeights] = None,
+) -> HandPoseNet:
+    """The hand-pose pipeline of :mod:`geo3d.models.hand_pose`.
+
+    The pose backbone is PointNet++ with ``depth`` levels, level ``l`` MLP
+    ``(w, w, 2w) * 2^l``, FPS ratios 1/4 and radii 0.25, 0.5, 1, 2 units (x ``norm_scale``
+    metres), propagation MLPs ``(4w, 4w)``; the localiser the same with 3 levels, width
+    ``loc_width``, radii 4, 10, 25 cm. ``width=32`` (default) has about 1.4M parameters,
+    ``width=8`` (:func:`hand_pose_small`) under 100k.
+
+    Args:
+        in_channels: width of ``data.x`` (default 0: depth points only).
+        num_classes: number of joints; must be 21 (the layout of
+            :data:`geo3d.sim.hand.JOINTS`).
+        width: base width ``w`` of the pose backbone (default 32).
+        depth: set-abstraction levels of the pose backbone, 1-4 (default 3).
+        loc_width: base width of the localiser (default 8).
+        loc_points: frame points per sample for the localiser (default 512).
+        num_points: crop points per sample (default 512).
+        crop_radius: crop radius in metres (default 0.15).
+        norm_scale: metres per normalised unit (default 0.1).
+        max_neighbors: neighbours per centroid in both backbones (default 32).
+        head_hidden: hidden width of the joint heads (default ``4 * width``).
+        weights: loss weights (default ``HandPoseLossWeights()``: every term on).
+    """
+    check_int(in_channels, "in_channels", 0)
+    if num_classes != NUM_JOINTS or isinstance(num_classes, bool):
+        raise InvalidInputError(f"num_classes is the number of hand joints and must be "
+                                f"{NUM_JOINTS}, got {num_classes!r}")
+    check_int(width, "width", 1)
+    check_int(depth, "depth", 1)
+    if depth > 4:
+        raise InvalidInputError(f"depth must be 1-4, got {depth}")
+    check_int(loc_width, "loc_width", 1)
+    check_int(loc_points, "loc_points", 16)
+    check_int(num_points, "num_points", 16)
+    check_int(max_neighbors, "max_neighbors", 1)
+    crop_radius = _check_float(crop_radius, "crop_radius")
+    norm_scale = _check_float(norm_scale, "norm_scale")
+    head_hidden = 4 * width if head_hidden is None else check_int(head_hidden, "head_hidden", 1)
+    weights = HandPoseLossWeights() if weights is None else weights
+    if not isinstance(weights, HandPoseLossWeights):
+        raise InvalidInputError(f"weights must be a HandPoseLossWeights, got {type(weights).__name__}")
+    loc, loc_c = _pointnet2(in_channels, loc_width, 3, (0.04, 0.1, 0.25), (0.25, 0.25, 0.25),
+                            max_neighbors)
+    net, c = _pointnet2(in_channels + 1, width, depth, (0.25, 0.5, 1.0, 2.0), (0.25,) * 4,
+                        max_neighbors)
+    return HandPoseNet(loc, loc_c, net, c, in_channels, loc_points, num_points, crop_radius,
+                       norm_scale, head_hidden, weights)
+
+
+@register("hand_pose_small")
+def hand_pose_small(*, in_channels: int = 0, num_classes: int = NUM_JOINTS, width: int = 8,
+                    depth: int = 3, weights: Optional[HandPoseLossWeights] = None) -> HandPoseNet:
+    """:func:`hand_pose` with ``width=8``, ``loc_width=4``, ``head_hidden=32``: under
+    100k parameters. Args as there."""
+    return hand_pose(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth,
+                     loc_width=4, head_hidden=32, weights=weights)

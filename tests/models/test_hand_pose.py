@@ -1,0 +1,192 @@
+"""The hand-pose pipeline and its structural losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+from torch_geometric.data import Batch, Data
+
+from geo3d.datasets import SyntheticHands
+from geo3d.errors import InvalidInputError
+from geo3d.models import create
+from geo3d.models.hand_losses import (bone_length_loss, inside_hand_loss, joint_angle_loss,
+                                      surface_violation)
+from geo3d.models.hand_pose import HandPoseLossWeights, _principal_frame
+from geo3d.sim.depth_camera import DepthCamera
+from geo3d.sim.hand import HandPose, hand_joints, sample_pose, sample_shape
+from geo3d.sim.hand_render import HandSceneConfig
+
+CFG = HandSceneConfig(camera=DepthCamera(width=64, height=48, fx=55.4, fy=55.4, max_depth=3.0))
+TINY = dict(loc_points=64, num_points=48, max_neighbors=8)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    ds = SyntheticHands("train", 3, config=CFG, with_depth=False)
+    return [ds[i] for i in range(3)]
+
+
+def _model(name="hand_pose_small", **kw):
+    torch.manual_seed(0)
+    extra = TINY if name == "hand_pose" else {}
+    return create(name, **{**extra, **kw})
+
+
+def _gt_hands(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return torch.tensor(np.stack([hand_joints(sample_shape(rng), sample_pose(rng)) for _ in range(n)]))
+
+
+def test_sizes():
+    small = sum(p.numel() for p in create("hand_pose_small").parameters())
+    large = sum(p.numel() for p in create("hand_pose").parameters())
+    assert small <= 100_000
+    assert large >= 10 * small
+    with pytest.raises(InvalidInputError, match="num_classes"):
+        create("hand_pose", num_classes=3)
+    with pytest.raises(InvalidInputError, match="depth"):
+        create("hand_pose", depth=7)
+    with pytest.raises(InvalidInputError, match="weights"):
+        create("hand_pose", weights={"bone": 1})
+    with pytest.raises(InvalidInputError, match="bone"):
+        HandPoseLossWeights(bone=-1)
+
+
+def test_forward_train_and_loss(frames):
+    model = _model("hand_pose", width=4, depth=2).train()
+    batch = Batch.from_data_list(frames[:2])
+    out = model(batch)
+    assert model.task == "hand_pose"
+    assert out["joints"].shape == (2, 21, 3) and out["crop_index"].shape == (2, 48)
+    # the crop is centred on the true hand while training with labels
+    for b in range(2):
+        hand = batch.pos[(batch.batch == b) & (batch.y == 1)].mean(0)
+        assert (out["centre"][b] - hand).norm() < 0.06
+    terms = model.loss_terms(out, batch)
+    assert set(terms) == {"joints", "vote", "regression", "offsets", "segmentation", "bone",
+                          "angle", "inside"}
+    loss = model.loss(out, batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, missing
+    with pytest.raises(InvalidInputError, match="data.joints"):
+        model.loss(out, Data(pos=batch.pos))
+
+
+def test_camera_frame_round_trip(frames):
+    model = _model("hand_pose", width=4, depth=2).eval()
+    with torch.no_grad():
+        out = model(frames[0])
+    # joints in the camera frame map to joints_local through the normalisation frame
+    torch.testing.assert_close(model.to_local(out["joints"], out), out["joints_local"], rtol=1e-4, atol=1e-4)
+    axes = out["frame_axes"][0]
+    torch.testing.assert_close(axes.T @ axes, torch.eye(3), atol=1e-5, rtol=0)
+    assert torch.det(axes) > 0
+    local = out["local_pos"][0] * model.norm_scale
+    torch.testing.assert_close(local @ axes.T + out["frame_origin"][0], out["crop_pos"][0], atol=1e-5, rtol=0)
+
+
+def test_eval_is_per_sample_and_float64(frames):
+    model = _model("hand_pose", width=4, depth=2).eval()
+    with torch.no_grad():
+        together = model(Batch.from_data_list(frames))["joints"]
+        for i in (0, 2):
+            alone = model(Batch.from_data_list([frames[i]]))["joints"]
+            torch.testing.assert_close(alone[0], together[i], rtol=1e-4, atol=1e-4)
+        plain = model(frames[0])["joints"]
+    m64 = _model("hand_pose", width=4, depth=2).double().eval()
+    m64.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    f64 = frames[0].clone()
+    f64.pos = f64.pos.double()
+    with torch.no_grad():
+        out64 = m64(f64)["joints"]
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), plain, rtol=1e-3, atol=1e-3)
+
+
+def test_principal_frame_matches_numpy():
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(2, 200, 3, generator=g, dtype=torch.float64) * torch.tensor([0.05, 0.02, 0.005],
+                                                                                  dtype=torch.float64)
+    pts = pts + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
+    w = torch.rand(2, 200, generator=g, dtype=torch.float64)
+    mean, axes = _principal_frame(pts, w)
+    for b in range(2):
+        p, ww = pts[b].numpy(), w[b].numpy() / w[b].numpy().sum()
+        m = (ww[:, None] * p).sum(0)
+        cov = (ww[:, None, None] * np.einsum("ni,nj->nij", p - m, p - m)).sum(0)
+        _, vec = np.linalg.eigh(cov)
+        np.testing.assert_allclose(mean[b].numpy(), m, atol=1e-12)
+        for k, col in ((0, 2), (2, 0)):
+            assert abs(abs(axes[b, :, k].numpy() @ vec[:, col]) - 1) < 1e-9
+        assert axes[b, :, 2] @ mean[b] < 0  # smallest axis towards the camera (origin)
+        assert torch.det(axes[b]) > 0
+
+
+def test_bone_length_loss():
+    gt = _gt_hands(4)
+    assert bone_length_loss(gt, gt) < 1e-12
+    # rigid motion and scaling of the prediction: the ratio part stays zero
+    r = torch.tensor(Rotation.from_rotvec([0.3, -0.2, 1.0]).as_matrix())
+    moved = gt @ r.T + 0.1
+    assert bone_length_loss(moved, gt) < 1e-9
+    scaled = gt * 1.2
+    torch.testing.assert_close(bone_length_loss(scaled, gt, scale_weight=1.0),
+                               torch.tensor(0.2, dtype=torch.float64))
+    assert bone_length_loss(scaled, gt, scale_weight=0.0) < 1e-9
+    # a stretched finger costs
+    bad = gt.clone()
+    bad[:, 8] += (bad[:, 8] - bad[:, 7])
+    assert bone_length_loss(bad, gt, scale_weight=0.0) > 0.01
+    with pytest.raises(InvalidInputError, match="pred"):
+        bone_length_loss(gt[:, :20], gt)
+
+
+def test_joint_angle_loss_zero_within_limits_positive_outside():
+    gt = _gt_hands(300, seed=1)
+    assert float(joint_angle_loss(gt)) == 0.0
+    assert float(joint_angle_loss(gt.float())) == 0.0
+    # hyperextend every PIP by 50 degrees beyond straight: a penalty of ~ (50-5 deg)^2
+    shape = sample_shape(0)
+    straight = np.zeros((4, 4))
+    bad = straight.copy()
+    bad[:, 2] = -50.0
+    j = torch.tensor(np.stack([hand_joints(shape, HandPose(np.zeros(5), straight)),
+                               hand_joints(shape, HandPose(np.zeros(5), bad))]))
+    assert float(joint_angle_loss(j[:1])) == 0.0
+    expected = math.radians(45) ** 2 / 2 * 1.0  # pip term: 4 fingers of 1 sample of 2 -> mean/2
+    torch.testing.assert_close(joint_angle_loss(j), torch.tensor(expected, dtype=torch.float64),
+                               rtol=0.05, atol=0)
+
+
+def test_surface_violation_on_a_plane():
+    # a square of points on the plane z = 0.5 seen from the origin
+    u = torch.linspace(-0.05, 0.05, 41, dtype=torch.float64)
+    xx, yy = torch.meshgrid(u, u, indexing="ij")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1), torch.full((41 * 41,), 0.5, dtype=torch.float64)], 1)
+    w = torch.ones(1, pts.shape[0], dtype=torch.float64)
+    joints = torch.tensor([[[0.0, 0.0, 0.52],   # 2 cm behind: inside
+                            [0.0, 0.0, 0.47],   # 3 cm in front of the surface
+                            [0.0, 0.0, 0.70],   # 20 cm behind: 10 cm beyond the thickness
+                            [0.08, 0.0, 0.5]]], dtype=torch.float64)  # off the silhouette
+    v = surface_violation(joints, pts[None], w, thickness=0.10)[0]
+    assert v[0] == 0
+    torch.testing.assert_close(v[1], torch.tensor(0.03, dtype=torch.float64), atol=2e-4, rtol=0)
+    torch.testing.assert_close(v[2], torch.tensor(0.10, dtype=torch.float64), atol=2e-4, rtol=0)
+    torch.testing.assert_close(v[3], torch.tensor(0.02, dtype=torch.float64), atol=1e-3, rtol=0)
+    # masked-out points do not count; no hand points: no violation
+    assert surface_violation(joints, pts[None], torch.zeros_like(w)).abs().sum() == 0
+    loss = inside_hand_loss(joints, pts[None], w)
+    torch.testing.assert_close(loss, (v * 100).pow(2).mean())
+
+
+def test_inside_loss_zero_for_true_joints(frames):
+    d = frames[0]
+    hand = d.pos[d.y == 1][None].double()
+    v = surface_violation(d.joints[None].double(), hand, torch.ones(hand.shape[:2], dtype=torch.float64))
+    assert (v > 0.005).double().mean() < 0.1
