@@ -213,6 +213,8 @@ def dgcnn_seg(
     k: int = 20,
     head_channels: Sequence[int] = (512, 256),
     dropout: float = 0.5,
+    class_weights: Optional[Sequence[float]] = None,
+    lovasz_weight: float = 0.0,
 ) -> PointCloudModel:
     """DGCNN semantic segmentation (the paper's S3DIS model with the defaults).
 
@@ -229,6 +231,9 @@ def dgcnn_seg(
         k: neighbours per point (default 20).
         head_channels: hidden widths of the head MLP (default ``(512, 256)``).
         dropout: head dropout (default 0.5).
+        class_weights: per-class cross-entropy weights (default None: unweighted); see
+            :class:`~geo3d.models.heads.SegmentationHead`.
+        lovasz_weight: weight of the added Lovász-softmax loss (default 0: none).
 
     Returns:
         A :class:`PointCloudModel` with ``task == "segmentation"``; logits ``[N, num_classes]``.
@@ -238,6 +243,7 @@ def dgcnn_seg(
     layers = tuple((width,) if 0 < l == depth - 1 else (width, width) for l in range(depth))
     backbone = DGCNN(in_channels, layers, emb_channels, k, concat_local=True)
     head = SegmentationHead(
-        backbone.out_channels, num_classes, head_channels, dropout, context_channels=emb_channels
+        backbone.out_channels, num_classes, head_channels, dropout, context_channels=emb_channels,
+        class_weights=class_weights, lovasz_weight=lovasz_weight,
     )
     return PointCloudModel(backbone, head)

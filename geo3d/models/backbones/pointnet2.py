@@ -296,6 +296,8 @@ def pointnet2_seg(
     max_neighbors: int = 32,
     head_channels: Sequence[int] = (128,),
     dropout: float = 0.5,
+    class_weights: Optional[Sequence[float]] = None,
+    lovasz_weight: float = 0.0,
 ) -> PointCloudModel:
     """PointNet++ SSG semantic segmentation (the paper's ScanNet widths by default).
 
@@ -313,6 +315,9 @@ def pointnet2_seg(
         max_neighbors: nearest neighbours kept per centroid (default 32).
         head_channels: hidden widths of the head (default ``(128,)``).
         dropout: head dropout (default 0.5).
+        class_weights: per-class cross-entropy weights (default None: unweighted); see
+            :class:`~geo3d.models.heads.SegmentationHead`.
+        lovasz_weight: weight of the added Lovász-softmax loss (default 0: none).
     """
     ratios, radii = _with_depth(ratios, radii, depth)
     ratios, radii, sa = _levels(ratios, radii, width, max_neighbors, in_channels, num_classes, dropout)
@@ -321,5 +326,6 @@ def pointnet2_seg(
     for target in range(len(ratios) - 1, -1, -1):
         fp.append((4 * width,) * 3 if target == 0 else (8 * width, 4 * width) if target == 1 else (8 * width,) * 2)
     backbone = PointNet2(in_channels, sa, ratios, radii, max_neighbors, fp_channels=fp)
-    head = SegmentationHead(4 * width, num_classes, head_channels, dropout)
+    head = SegmentationHead(4 * width, num_classes, head_channels, dropout,
+                            class_weights=class_weights, lovasz_weight=lovasz_weight)
     return PointCloudModel(backbone, head)

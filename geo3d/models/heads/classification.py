@@ -1,21 +1,21 @@
 """Classification head: global pooling of per-point features, then an MLP to logits.
 
 Pooling is PyG's ``global_max_pool`` (+ ``global_mean_pool``); the loss is
-``torch.nn.functional.cross_entropy``.
+``torch.nn.functional.cross_entropy``, optionally class-weighted
+(:mod:`geo3d.models.heads.losses`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geo3d.errors import InvalidInputError
 from geo3d.models._layers import global_pool, mlp
+from geo3d.models.heads.losses import check_class_weights, cross_entropy
 
-__all__ = ["ClassificationHead"]
+__all__ = ["ClassificationHead", "cross_entropy"]
 
 
 class ClassificationHead(nn.Module):
@@ -30,6 +30,9 @@ class ClassificationHead(nn.Module):
         hidden: widths of the hidden layers (default ``(512, 256)``).
         dropout: dropout after each hidden layer (default 0.5).
         pool: ``"max"`` or ``"max_mean"`` (default).
+        class_weights: optional per-class weights of the cross-entropy (``num_classes``
+            positive numbers; default None: unweighted). Kept as a non-persistent buffer,
+            so state dicts do not depend on it.
 
     Shapes:
         ``features [M, C], batch [M] -> logits [num_graphs, num_classes]``.
@@ -44,6 +47,7 @@ class ClassificationHead(nn.Module):
         hidden: Sequence[int] = (512, 256),
         dropout: float = 0.5,
         pool: str = "max_mean",
+        class_weights: Optional[Sequence[float]] = None,
     ) -> None:
         super().__init__()
         if pool not in ("max", "max_mean"):
@@ -52,32 +56,13 @@ class ClassificationHead(nn.Module):
         width = in_channels * (2 if pool == "max_mean" else 1)
         # no BatchNorm here (as PyG's examples): a batch of one cloud must train too
         self.mlp = mlp([width, *hidden, num_classes], norm=False, dropout=dropout, plain_last=True)
+        self.register_buffer("class_weights", check_class_weights(class_weights, num_classes),
+                             persistent=False)
 
     def forward(self, features: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         return self.mlp(global_pool(features, batch, num_graphs, self.pool))
 
     def loss(self, logits: Tensor, data: object) -> Tensor:
-        """Cross-entropy against ``data.y`` ([num_graphs] long, -1 ignored)."""
-        return cross_entropy(logits, getattr(data, "y", None))
+        """(Class-weighted) cross-entropy against ``data.y`` ([num_graphs] long, -1 ignored)."""
+        return cross_entropy(logits, getattr(data, "y", None), self.class_weights)
 
-
-def cross_entropy(logits: Tensor, y: object) -> Tensor:
-    """Mean cross-entropy over labels ``!= -1``; 0 (with a graph) when all are ignored."""
-    if not isinstance(y, Tensor):
-        raise InvalidInputError(f"data.y must be a tensor of class indices, got {type(y).__name__}")
-    y = y.reshape(-1) if y.dim() == 2 and y.shape[1] == 1 else y
-    if y.dim() != 1 or y.shape[0] != logits.shape[0]:
-        raise InvalidInputError(
-            f"data.y must have shape [{logits.shape[0]}] (one label per logits row), got {list(y.shape)}"
-        )
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise InvalidInputError(f"data.y must be an integer tensor, got {y.dtype}")
-    y = y.long()
-    if y.numel() and (int(y.min()) < -1 or int(y.max()) >= logits.shape[1]):
-        raise InvalidInputError(
-            f"data.y must hold class indices in [0, {logits.shape[1]}) or -1, "
-            f"got range [{int(y.min())}, {int(y.max())}]"
-        )
-    if not bool((y >= 0).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, y, ignore_index=-1)

@@ -1,17 +1,19 @@
 """Segmentation head: a per-point MLP to logits, optionally with the global feature.
 
-Plain torch layers; the loss is ``torch.nn.functional.cross_entropy``.
+Plain torch layers; the loss is ``torch.nn.functional.cross_entropy`` (optionally
+class-weighted) plus, optionally, the Lovász-softmax loss (:mod:`geo3d.models.heads.losses`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from geo3d.models._layers import global_pool, mlp
-from geo3d.models.heads.classification import cross_entropy
+from geo3d.models.heads.losses import (check_class_weights, check_loss_weight, cross_entropy,
+                                       lovasz_softmax)
 
 __all__ = ["SegmentationHead"]
 
@@ -29,6 +31,12 @@ class SegmentationHead(nn.Module):
         hidden: hidden widths (default ``(256, 128)``).
         dropout: dropout after each hidden layer (default 0.5).
         context_channels: trailing columns used as the pooled global feature (default 0).
+        class_weights: optional per-class weights of the cross-entropy (``num_classes``
+            positive numbers, e.g. inverse square roots of class frequencies; default None:
+            unweighted). A non-persistent buffer: state dicts do not depend on it.
+        lovasz_weight: weight of the Lovász-softmax loss added to the cross-entropy
+            (Berman et al., CVPR 2018; default 0: cross-entropy only). It optimises the IoU
+            of each class directly, which helps rare classes.
 
     Shapes:
         ``features [N, C], batch [N] -> logits [N, num_classes]``.
@@ -43,9 +51,14 @@ class SegmentationHead(nn.Module):
         hidden: Sequence[int] = (256, 128),
         dropout: float = 0.5,
         context_channels: int = 0,
+        class_weights: Optional[Sequence[float]] = None,
+        lovasz_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.context_channels = context_channels
+        self.lovasz_weight = check_loss_weight(lovasz_weight, "lovasz_weight")
+        self.register_buffer("class_weights", check_class_weights(class_weights, num_classes),
+                             persistent=False)
         self.mlp = mlp([in_channels, *hidden, num_classes], dropout=dropout, plain_last=True)
 
     def forward(self, features: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -57,5 +70,10 @@ class SegmentationHead(nn.Module):
         return self.mlp(features)
 
     def loss(self, logits: Tensor, data: object) -> Tensor:
-        """Cross-entropy against ``data.y`` ([N] long, -1 ignored)."""
-        return cross_entropy(logits, getattr(data, "y", None))
+        """Cross-entropy (weighted by ``class_weights``) against ``data.y`` ([N] long, -1
+        ignored), plus ``lovasz_weight`` times the Lovász-softmax loss."""
+        y = getattr(data, "y", None)
+        loss = cross_entropy(logits, y, self.class_weights)
+        if self.lovasz_weight:
+            loss = loss + self.lovasz_weight * lovasz_softmax(logits, y)
+        return loss
