@@ -10,6 +10,7 @@ from geo3d.models.pretrained import list_pretrained
 from geo3d.models.heads import ClassificationHead, PointCloudModel, SegmentationHead
 from geo3d.models import backbones  # registers dgcnn_*, pointnet2_*, equivariant_*
 from geo3d.models import hand_pose  # registers hand_pose, hand_pose_small
+from geo3d.models import detection  # registers pointnet2_det, dgcnn_det
 from geo3d.models import temporal  # registers local_seg; FeatureReuse
 
 __all__ = [

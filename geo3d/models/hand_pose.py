@@ -150,7 +150,9 @@ class HandPoseNet(nn.Module):
         self.loc_head = nn.Linear(loc_channels, 1)
         self.backbone = backbone
         self.point_head = mlp([feature_channels, head_hidden, NUM_JOINTS * 4], plain_last=True)
-        self.global_head = mlp([feature_channels, head_hidden, NUM_JOINTS * 3], plain_last=True)
+        # no BatchNorm on pooled per-hand features: a training batch of one hand must work
+        self.global_head = mlp([feature_channels, head_hidden, NUM_JOINTS * 3], norm=False,
+                               plain_last=True)
 
     # ------------------------------------------------------------------ stages
     def localize(self, pos: Tensor, x: Optional[Tensor], batch: Tensor, num_graphs: int):
