@@ -80,12 +80,14 @@ def _synthetic_lidar(split: str, size: int, seed: int, num_points: Optional[int]
                      task: str) -> NamedDataset:
     from geo3d.datasets.subsample import SubsampledPoints
     from geo3d.datasets.synthetic_lidar import SyntheticLidar
-    from geo3d.sim.classes import CLASSES
+    from geo3d.sim.classes import CLASSES, OBJECT_CLASSES
 
-    if task != "segmentation":
-        raise InvalidInputError(f"synthetic-lidar has per-point labels for segmentation, not "
-                                f"{task!r}: use a segmentation model (e.g. dgcnn_seg)")
+    if task not in ("segmentation", "detection"):
+        raise InvalidInputError(f"synthetic-lidar has per-point labels and boxes, not labels "
+                                f"for {task!r}: use a segmentation or detection model")
     frames = SyntheticLidar(split, size, seed=seed, cache=True)
+    if task == "detection":  # whole frames: detectors thin the points themselves
+        return NamedDataset(frames, 1, list(OBJECT_CLASSES))
     return NamedDataset(SubsampledPoints(frames, num_points, seed), 1, list(CLASSES))
 
 
