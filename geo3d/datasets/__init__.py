@@ -13,6 +13,8 @@ from geo3d.datasets.synthetic_sequences import *  # noqa: F401,F403
 from geo3d.datasets.synthetic_shapes import *  # noqa: F401,F403
 from geo3d.datasets.synthetic_hands import SyntheticHands  # noqa: F401
 from geo3d.datasets.msra_hand import MSRAHand  # noqa: F401
+from geo3d.datasets.synthetic_meshes import SyntheticMeshes  # noqa: F401
+from geo3d.datasets.faust import FAUST  # noqa: F401
 from geo3d.datasets import kitti, semantic_kitti, synthetic_lidar, synthetic_sequences
 from geo3d.datasets import modelnet, s3dis, shapenet_part, subsample, synthetic_shapes
 

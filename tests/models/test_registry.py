@@ -21,6 +21,8 @@ SMALL = {
     "equivariant_seg": dict(lmax=1, width=4, depth=1, radius=0.8, num_basis=4, radial_hidden=8, head_hidden=8),
     "hand_pose": dict(num_classes=None, width=8, depth=2),
     "hand_pose_small": dict(num_classes=None),
+    "gem_seg": dict(width=4, depth=1, order=1, levels=2, head_channels=(8,)),
+    "gem_corr": dict(width=4, depth=1, order=1, levels=2, head_channels=(8,)),
 }
 
 

@@ -1,0 +1,133 @@
+"""``GemConv``: the gauge-equivariant mesh convolution on PyG ``MessagePassing``.
+
+de Haan, Weiler, Cohen and Welling, "Gauge Equivariant Mesh CNNs", ICLR 2021, eq. (2):
+
+    f'_p = K_self f_p + mean_{q in N(p)} K(theta_pq) rho_in(g_{q->p}) f_q
+
+with ``K = sum_b w_b K_b`` and ``K_self = sum_b w'_b K_self,b`` in the analytic bases of
+:mod:`geo3d.models.gem.kernels`. The neighbour's feature is first parallel transported to
+``p``'s gauge (``rho_in(g_{q->p})``). Because every basis entry is a trigonometric
+polynomial of ``theta`` of degree ``L = N_in + N_out``, the sum is reordered (exactly):
+the messages are the transported features times the harmonics ``cos(k theta),
+sin(k theta)`` (``k <= L``), averaged per vertex, and one dense matrix built from the
+weights and the basis's Fourier coefficients maps them to the output. The mean (not the
+sum) keeps the scale independent of the vertex degree, which differs between
+triangulations.
+
+Two equal implementations of the averaging: PyG ``MessagePassing`` (``message`` builds the
+per-edge products, ``aggr="mean"``; the reference, ``fused=False``) and the default fused
+one, which never builds per-edge features: the products ``cos(n g) h_k(theta) / deg`` and
+``sin(n g) h_k(theta) / deg`` form sparse ``[F V, V]`` CSR matrices (one pair per order
+``n``) applied to the features with ``torch.sparse.mm``. Measured on the loaded 2-core
+machine (one thread, a training step of the whole network on a batch of 4 meshes of
+1,090 vertices, order 1, width 16): 6.0 s with per-edge messages, 3.1 s fused; the
+per-edge products, their gathers and their gradients dominated the former.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+
+from geo3d.models.gem.kernels import (apply_rho, feature_dim, fourier_kernel_basis, harmonics,
+                                      self_interaction_basis)
+
+__all__ = ["GemConv"]
+
+
+class GemConv(MessagePassing):
+    """Gauge-equivariant convolution between band-limited regular features.
+
+    Args:
+        in_channels: input channels ``C_in`` (each a feature of order ``order_in``).
+        out_channels: output channels ``C_out`` (each of order ``order_out``).
+        order_in: maximal irrep order ``N_in`` of the input (0: scalars).
+        order_out: maximal irrep order ``N_out`` of the output.
+        bias: add a learnt bias to the invariant (``rho_0``) part (default True).
+        fused: average with sparse matrices (default True) instead of PyG's per-edge
+            messages (same result up to rounding).
+
+    Shapes:
+        ``x [V, C_in, 2 N_in + 1], edge_index [2, E]`` (row 0 neighbour ``q``, row 1
+        centre ``p``), ``theta [E]`` (angle of ``q`` in ``p``'s gauge), ``transport [E]``
+        (``g_{q->p}``) ``-> [V, C_out, 2 N_out + 1]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, order_in: int, order_out: int,
+                 bias: bool = True, fused: bool = True) -> None:
+        super().__init__(aggr="mean", flow="source_to_target")
+        self.fused = fused
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.order_in, self.order_out = order_in, order_out
+        self.degree = order_in + order_out
+        basis = fourier_kernel_basis(order_in, order_out, torch.get_default_dtype())
+        self_basis = self_interaction_basis(order_in, order_out, torch.get_default_dtype())
+        self.register_buffer("basis", basis, persistent=False)  # [B, Do, Di, F]
+        self.register_buffer("self_basis", self_basis, persistent=False)  # [Bs, Do, Di]
+        fan_in = in_channels * feature_dim(order_in)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, basis.shape[0])
+                                   / math.sqrt(fan_in))
+        self.self_weight = nn.Parameter(torch.randn(out_channels, in_channels, self_basis.shape[0])
+                                        / math.sqrt(fan_in))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def kernel_matrices(self) -> tuple[Tensor, Tensor]:
+        """The dense maps ``[C_out*D_out, C_in*D_in*F]`` (neighbours) and ``[C_out*D_out, C_in*D_in]``."""
+        w = torch.einsum("oib,bdef->odief", self.weight, self.basis)
+        ws = torch.einsum("oib,bde->odie", self.self_weight, self.self_basis)
+        return w.reshape(w.shape[0] * w.shape[1], -1), ws.reshape(ws.shape[0] * ws.shape[1], -1)
+
+    def forward(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor) -> Tensor:
+        v = x.shape[0]
+        if self.fused:
+            agg = self._fused_mean(x, edge_index, theta, transport)
+        else:
+            agg = self.propagate(edge_index, x=x.reshape(v, -1), theta=theta, transport=transport,
+                                 size=(v, v))
+        w, ws = self.kernel_matrices()
+        out = (agg @ w.T + x.reshape(v, -1) @ ws.T).view(v, self.out_channels, -1)
+        if self.bias is not None:
+            out = torch.cat([out[..., :1] + self.bias[:, None], out[..., 1:]], dim=-1)
+        return out
+
+    def _fused_mean(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor) -> Tensor:
+        v, c, d = x.shape
+        q, p = edge_index
+        if q.numel() > 1 and not bool((p[1:] >= p[:-1]).all()):
+            order = torch.argsort(p, stable=True)
+            q, p, theta, transport = q[order], p[order], theta[order], transport[order]
+        e = q.shape[0]
+        counts = torch.bincount(p, minlength=v)
+        h = harmonics(theta, self.degree) / counts[p].clamp_min(1)[:, None].to(x.dtype)  # [E, F]
+        f = h.shape[1]
+        crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        crow = torch.cat([crow[:-1] + k * e for k in range(f)] + [crow[-1:] + (f - 1) * e])
+        col = q.repeat(f)
+
+        def spmm(values: Tensor, dense: Tensor) -> Tensor:  # [E, F] weights x [V, K] -> [F, V, K]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mat = torch.sparse_csr_tensor(crow, col, values.T.reshape(-1), (f * v, v),
+                                              dtype=x.dtype, device=x.device)
+            return (mat @ dense).view(f, v, *dense.shape[1:])
+
+        parts = [spmm(h, x[:, :, 0])[..., None]]  # [F, V, C, 1]
+        for n in range(1, self.order_in + 1):
+            xn = x[:, :, 2 * n - 1:2 * n + 1].reshape(v, 2 * c)
+            yc = spmm(h * torch.cos(n * transport)[:, None], xn).view(f, v, c, 2)
+            ys = spmm(h * torch.sin(n * transport)[:, None], xn).view(f, v, c, 2)
+            parts.append(torch.stack([yc[..., 0] - ys[..., 1], ys[..., 0] + yc[..., 1]], -1))
+        return torch.cat(parts, -1).permute(1, 2, 3, 0).reshape(v, -1)  # [V, C*D*F]
+
+    def message(self, x_j: Tensor, theta: Tensor, transport: Tensor) -> Tensor:
+        xt = apply_rho(x_j.view(x_j.shape[0], self.in_channels, -1), transport, self.order_in)
+        h = harmonics(theta, self.degree)  # [E, F]
+        return (xt[..., None] * h[:, None, None, :]).flatten(1)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}x(order {self.order_in}) -> {self.out_channels}x"
+                f"(order {self.order_out}), {self.weight.shape[-1]} kernel bases")
