@@ -1,0 +1,287 @@
+"""What do geo3d's efficiency transforms buy, and what do they cost in accuracy, on 2 cores?
+
+Each segmentation model (``dgcnn_seg``, ``pointnet2_seg``, ``equivariant_seg``, and
+``gem_seg`` when registered) is trained (``benchmarks/_measure.fit_and_test``) on the
+SyntheticShapes part-segmentation task (24 part labels, ``pos`` only), then transformed
+with ``geo3d.efficiency``:
+
+* ``ptq_int8``: PT2E static int8 of the MLP blocks, compiled with inductor freezing;
+* ``structured50_ft``: 50% of the channels removed (DGCNN, PointNet++; irreps
+  multiplicities for the e3nn model), then fine-tuned for ``--finetune-minutes``;
+* ``magnitude50``: global magnitude pruning of 50% of the weights (no fine-tuning);
+* ``ltp``: Learned Threshold Pruning trained for ``--steps`` steps;
+* ``lsq4``: LSQ+ 4-bit quantization-aware training for ``--steps`` steps.
+
+Every variant is evaluated on the test split (mIoU) and profiled
+(``geo3d.efficiency.profile``: params, non-zero params, MACs with message passing and
+search work, latency, size). Latencies are medians of ``--repeats`` warm runs, measured
+in this process, dense and variant alternately; speed-ups are ratios of those medians.
+For ``ptq_int8`` the MLP blocks alone are also timed (float eager vs int8 compiled, on the
+rows each block sees). Writes ``efficiency.json``, ``efficiency.md`` and
+``efficiency.png`` (mIoU vs latency).
+
+Targets (issue 7, 2 cores): int8 >= 1.5x end to end (>= 2x on the MLP parts), <= 1 point
+mIoU drop; 50% structured + fine-tuning >= 1.5x, <= 1 point; LTP >= 10x compression, <= 1
+point; 4-bit LSQ+ <= 2 points. Conditional compute (budget 0.25) is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import (add_common_args, fit_and_test, fmt, machine_info,  # noqa: E402
+                      resolve_common, tiny_kwargs, write_outputs)
+
+MODELS = ("dgcnn_seg", "pointnet2_seg", "equivariant_seg", "gem_seg")
+VARIANTS = ("ptq_int8", "structured50_ft", "magnitude50", "ltp", "lsq4")
+TARGETS = {  # variant: (min speed-up, max mIoU drop in points, min compression)
+    "ptq_int8": (1.5, 1.0, None), "structured50_ft": (1.5, 1.0, None),
+    "ltp": (None, 1.0, 10.0), "lsq4": (None, 2.0, None)}
+
+
+def _alternating_latency(a: torch.nn.Module, b: torch.nn.Module, example, repeats: int):
+    """Median ms of ``a`` and ``b``, timed alternately (shared machine: fair noise)."""
+    from geo3d.efficiency.profile import latency_ms
+
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(latency_ms(a, example, warmup=1 if not ta else 0, repeats=1))
+        tb.append(latency_ms(b, example, warmup=1 if not tb else 0, repeats=1))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def _block_speedup(dense: torch.nn.Module, quant: torch.nn.Module, example, repeats: int) -> dict:
+    """Float eager vs int8 time of the MLP blocks alone, on the rows each block sees."""
+    from geo3d.efficiency.profile import latency_ms
+
+    seen: Dict[str, torch.Tensor] = {}
+    names = quant.quant_report.quantized
+    hooks = [dense.get_submodule(n).register_forward_pre_hook(
+        lambda m, a, n=n: seen.setdefault(n, a[0].detach())) for n in names]
+    with torch.no_grad():
+        dense.eval()(example)
+    for h in hooks:
+        h.remove()
+    t_f = t_q = 0.0
+    for n in names:
+        if n in seen:
+            t_f += latency_ms(dense.get_submodule(n), seen[n], 1, repeats)
+            t_q += latency_ms(quant.get_submodule(n), seen[n], 1, repeats)
+    return {"float_ms": t_f, "int8_ms": t_q, "speedup": t_f / t_q if t_q else None}
+
+
+def _finetune(model, train_set, minutes: float, batch_size: int, lr: float, seed: int, names):
+    from geo3d.tasks import TrainConfig, train
+
+    cfg = TrainConfig(epochs=1000, batch_size=batch_size, lr=lr, seed=seed, max_minutes=minutes,
+                      progress=False, tensorboard=False, eval_every=1000, warmup_steps=5,
+                      grad_clip=10.0, device="cpu")
+    train(model, train_set, cfg, class_names=names, num_classes=len(names))
+    return model
+
+
+def variants(name: str, dense, data: dict, args, names) -> Dict[str, Callable[[], torch.nn.Module]]:
+    from torch_geometric.loader import DataLoader
+
+    from geo3d.efficiency import PruneConfig, QuantConfig, prune, quantize
+
+    bs = args.batch_size or 8
+    batches = list(DataLoader(data["train"], batch_size=bs, shuffle=True))
+    calib = batches[:8]
+    example = batches[0]
+    steps = args.steps
+
+    def structured():
+        pruned = prune(dense, PruneConfig(method="structured", amount=0.5), example)
+        return _finetune(pruned, data["train"], args.finetune_minutes, bs, args.lr / 2, args.seed, names)
+
+    return {
+        "ptq_int8": lambda: quantize(dense, QuantConfig(method="ptq_int8"), calib),
+        "structured50_ft": structured,
+        "magnitude50": lambda: prune(dense, PruneConfig(amount=0.5, scope="global")),
+        "ltp": lambda: prune(dense, PruneConfig(method="ltp", steps=steps, lr=args.lr / 4,
+                                                threshold_lr=0.05, l0_weight=args.l0_weight), batches),
+        "lsq4": lambda: quantize(dense, QuantConfig(method="qat_lsq", bits=4, steps=steps,
+                                                    lr=args.lr / 4), batches),
+    }
+
+
+def markdown(result: dict) -> str:
+    m, s = result["machine"], result["settings"]
+    lines = ["# geo3d efficiency benchmark", "",
+             f"{m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}; "
+             f"SyntheticShapes part segmentation, {s['num_points']} points; dense training "
+             f"{s['minutes']} min, fine-tuning {s['finetune_minutes']} min, LTP/LSQ+ {s['steps']} "
+             f"steps{', --quick' if s['quick'] else ''}. Latency: one batch of "
+             f"{s['latency_batch']} clouds, median of {s['repeats']} runs alternating with "
+             "the dense model. MACs include message passing and the search work model "
+             "(geo3d.efficiency.profile).", "",
+             "| model | variant | test mIoU % | drop pts | params | non-zero | compression | "
+             "MMACs | latency ms | speed-up | size MB | target |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in result["rows"]:
+        p = r.get("profile") or {}
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {fmt(r.get('mIoU'), 1, 100)} | "
+            f"{fmt(r.get('drop_points'), 2)} | {p.get('params', '-'):,} | "
+            f"{p.get('nonzero_params', '-'):,} | {fmt(r.get('compression'), 2)} | "
+            f"{fmt(p.get('macs'), 1, 1e-6)} | {fmt(r.get('latency_ms'))} | "
+            f"{fmt(r.get('speedup'), 2)} | {fmt(p.get('size_bytes'), 3, 1e-6)} | "
+            f"{r.get('target', '') or r.get('error', '')} |"
+            if "profile" in r else
+            f"| {r['model']} | {r['variant']} | - | - | - | - | - | - | - | - | - | "
+            f"{r.get('error', '')} |")
+    blocks = [r for r in result["rows"] if r.get("mlp_blocks")]
+    if blocks:
+        lines += ["", "int8 on the MLP blocks alone (float eager vs int8 compiled):", ""]
+        for r in blocks:
+            b = r["mlp_blocks"]
+            lines.append(f"- {r['model']}: {fmt(b['float_ms'])} ms -> {fmt(b['int8_ms'])} ms "
+                         f"({fmt(b['speedup'], 2)}x; target >= 2x)")
+    floats = [r for r in result["rows"] if r.get("float_ops") is not None]
+    if floats:
+        lines += ["", "Graph ops left in float by ptq_int8:", ""]
+        for r in floats:
+            lines.append(f"- {r['model']}: inside blocks {sorted(set(o.split(': ')[1] for o in r['float_ops']))}; "
+                         f"{len(r['float_modules'])} modules outside blocks (e.g. "
+                         f"{', '.join(r['float_modules'][:4])})")
+    lines += ["", "Not implemented: conditional compute (early exit, budgets, routing), "
+              "distillation, mixed precision, equivariance-aware quantization.", ""]
+    return "\n".join(lines)
+
+
+def _target(variant: str, row: dict) -> str:
+    if variant not in TARGETS or row.get("drop_points") is None:
+        return ""
+    speed, drop, comp = TARGETS[variant]
+    ok = row["drop_points"] <= drop
+    ok &= speed is None or (row.get("speedup") or 0) >= speed
+    ok &= comp is None or (row.get("compression") or 0) >= comp
+    return "met" if ok else "NOT met"
+
+
+def _plot(rows: List[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model in sorted({r["model"] for r in rows}):
+        pts = [r for r in rows if r["model"] == model and r.get("latency_ms") and r.get("mIoU") is not None]
+        ax.scatter([r["latency_ms"] for r in pts], [100 * r["mIoU"] for r in pts], label=model)
+        for r in pts:
+            ax.annotate(r["variant"], (r["latency_ms"], 100 * r["mIoU"]), fontsize=7)
+    ax.set_xlabel("latency (ms, one batch)")
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_xscale("log")
+    ax.legend()
+    fig.tight_layout()
+    import io
+
+    from geo3d.io.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_args(ap, "out/bench/efficiency")
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    ap.add_argument("--finetune-minutes", type=float, default=None,
+                    help="fine-tuning after structured pruning (default: half of --minutes)")
+    ap.add_argument("--steps", type=int, default=None, help="LTP / LSQ+ steps (default 300; --quick 30)")
+    ap.add_argument("--l0-weight", type=float, default=2.0, help="LTP soft-L0 weight (default 2)")
+    args = ap.parse_args(argv)
+    from geo3d.models import list_models
+
+    known = [m for m in MODELS if m in list_models()]
+    models, minutes, repeats = resolve_common(ap, args, known)
+    from segmentation import parts_splits  # the segmentation benchmark's data
+
+    from geo3d.datasets import SyntheticShapes
+    from geo3d.efficiency import compression_ratio, profile
+    from geo3d.tasks import evaluate
+    from torch_geometric.data import Batch
+
+    q = args.quick
+    args.steps = args.steps or (30 if q else 300)
+    args.finetune_minutes = args.finetune_minutes if args.finetune_minutes is not None else minutes / 2
+    num_points = args.num_points or (512 if q else 1024)
+    sizes = dict(train=args.train_size or (96 if q else 960), val=args.val_size or (16 if q else 96),
+                 test=args.test_size or (48 if q else 240))
+    names = list(SyntheticShapes.PART_NAMES)
+    data = parts_splits(sizes, num_points, args.seed)
+    latency_batch = 4
+    example = Batch.from_data_list(data["test"][:latency_batch])
+    settings = dict(quick=q, minutes=minutes, finetune_minutes=args.finetune_minutes,
+                    steps=args.steps, seed=args.seed, repeats=repeats, models=models,
+                    variants=args.variants, num_points=num_points, sizes=sizes,
+                    latency_batch=latency_batch, lr=args.lr)
+    result = {"machine": machine_info(), "settings": settings, "rows": []}
+    bs = args.batch_size or 8
+    for name in models:
+        kwargs = dict(in_channels=0, num_classes=len(names), **(tiny_kwargs(name) if args.tiny else {}))
+        fit = fit_and_test(name, kwargs, data["train"], data["val"], {"test": data["test"]},
+                           minutes=minutes, batch_size=bs, lr=args.lr, seed=args.seed,
+                           class_names=names, example=example, repeats=1, memory=False,
+                           return_model=True)
+        dense = fit["trained_model"]
+        base = fit["test"]["test"]["mIoU"]
+        prof = profile(dense, example, repeats=0, memory=False)
+        result["rows"].append({"model": name, "variant": "dense", "mIoU": base, "drop_points": 0.0,
+                               "profile": prof.as_dict(), "compression": compression_ratio(dense),
+                               "latency_ms": None, "speedup": 1.0})
+        dense_row = result["rows"][-1]
+        builders = variants(name, dense, data, args, names)
+        dense_times = []
+        for variant in args.variants:
+            row: dict = {"model": name, "variant": variant}
+            t0 = time.perf_counter()
+            try:
+                model = builders[variant]()
+            except Exception as exc:  # noqa: BLE001 - a transform that does not apply is reported
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+                result["rows"].append(row)
+                print(f"[{name}/{variant}] {row['error']}", flush=True)
+                continue
+            row["transform_seconds"] = time.perf_counter() - t0
+            model.eval()
+            row["mIoU"] = evaluate(model, data["test"], batch_size=bs, num_classes=len(names),
+                                   class_names=names)["mIoU"]
+            row["drop_points"] = 100 * (base - row["mIoU"])
+            t_dense, t_var = _alternating_latency(dense, model, example, repeats)
+            dense_times.append(t_dense)
+            # pruning: prunable weights / non-zero ones; quantization: 32 bits / bits
+            comp = {"ptq_int8": 4.0, "lsq4": 8.0}.get(variant) or compression_ratio(model)
+            row.update(latency_ms=t_var, dense_latency_ms=t_dense, speedup=t_dense / t_var,
+                       compression=comp,
+                       profile=profile(model, example, repeats=0, memory=False).as_dict())
+            if variant == "ptq_int8":
+                row["mlp_blocks"] = _block_speedup(copy.deepcopy(dense), model, example, repeats)
+                row["float_ops"] = model.quant_report.float_ops
+                row["float_modules"] = model.quant_report.float_modules
+            row["target"] = _target(variant, row)
+            result["rows"].append(row)
+            print(f"[{name}/{variant}] mIoU {row['mIoU']:.3f} (dense {base:.3f}), "
+                  f"{row['speedup']:.2f}x, compression {row['compression']:.1f}", flush=True)
+        dense_row["latency_ms"] = statistics.median(dense_times) if dense_times else None
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    _plot(result["rows"], Path(args.out) / "efficiency.png")
+    write_outputs(args.out, "efficiency", result, markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""``quantize``: int8 post-training quantization (PT2E) and LSQ+ quantization-aware training.
+
+* ``ptq_int8``: torchao's PT2E flow (``torchao.quantization.pt2e``: ``prepare_pt2e`` /
+  ``convert_pt2e`` with ``X86InductorQuantizer``; static, per-channel int8 weights, uint8
+  activations), then ``torch.compile`` with ``torch._inductor.config.freezing = True``,
+  which lowers the quantized patterns to oneDNN int8 kernels (measured on this machine:
+  without freezing there is no speed-up). A whole geo3d model cannot be exported (its
+  graph comes from data-dependent neighbour searches), so the unit is the *MLP block*:
+  every ``nn.Sequential`` made only of ``Linear``/``BatchNorm1d``/activations/``Dropout``
+  (EdgeConv and PointNet message MLPs, embeddings, propagation MLPs, heads). Each block
+  has its BatchNorms folded into the linear layers (``torch.nn.utils.fusion``), is
+  exported with a dynamic row count, calibrated on the inputs it sees while the float
+  model runs on ``calibration``, converted and compiled. Everything else stays float and
+  is listed in :attr:`QuantReport.float_modules`; inside the blocks, the graph ops that
+  do not read a dequantized input are listed in :attr:`QuantReport.float_ops`.
+* ``qat_lsq``: LSQ+ (Bhalgat, Lee, Nagel, Blankevoort & Kwak, "LSQ+: Improving low-bit
+  quantization through learnable offsets and better initialization", CVPRW 2020), our
+  own code (no maintained library implements it for arbitrary modules): every
+  ``nn.Linear`` gets a fake-quantized weight (symmetric, learnable scale; a
+  ``torch.nn.utils.parametrize`` parametrization, so code that reads ``.weight`` directly,
+  like EdgeConv's split first layer, sees it too) and fake-quantized inputs (asymmetric,
+  learnable scale and offset). Rounding uses the straight-through estimator; scale and
+  offset gradients are multiplied by ``g = 1 / sqrt(numel * Q_p)`` (LSQ's gradient
+  scale). Initialisation as in the paper: weights ``s = max(|mu - 3 sigma|, |mu + 3
+  sigma|) / 2^(b-1)``; activations from the first batch's range, ``s = (max - min) /
+  (Q_p - Q_n)``, ``beta = min - Q_n s``. Then the model trains on ``model.loss`` for
+  ``steps`` steps. The last ``nn.Linear`` (the logits) keeps ``last_layer_bits``.
+
+Both return a new model; the input is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+from typing import Any, Callable, Iterable, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from geo3d.errors import InvalidInputError
+
+__all__ = ["QuantConfig", "QuantReport", "quantize", "LSQQuantizer", "QuantizedBlock"]
+
+_METHODS = ("ptq_int8", "qat_lsq")
+_BLOCK_LAYERS = (nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.LeakyReLU, nn.SiLU, nn.GELU,
+                 nn.Dropout, nn.Identity, nn.Tanh, nn.Sigmoid)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantConfig:
+    """How to quantize.
+
+    Args:
+        method: ``"ptq_int8"`` (default) or ``"qat_lsq"``.
+        bits: ``qat_lsq`` bit width of weights and activations: 8 (default), 4 or 2;
+            ``ptq_int8`` needs 8.
+        compile: ``ptq_int8``: compile the converted blocks with inductor (default True;
+            False runs the quantize/dequantize graph in eager, for numerics only).
+        calibration_batches: ``ptq_int8``: at most this many batches calibrate (default 8).
+        steps: ``qat_lsq`` training steps (default 200).
+        lr: ``qat_lsq`` Adam learning rate of weights, scales and offsets (default 1e-3).
+        last_layer_bits: ``qat_lsq`` bits of the last ``nn.Linear`` (the logits), default
+            8; None quantizes it at ``bits`` too.
+    """
+
+    method: str = "ptq_int8"
+    bits: int = 8
+    compile: bool = True
+    calibration_batches: int = 8
+    steps: int = 200
+    lr: float = 1e-3
+    last_layer_bits: Optional[int] = 8
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise InvalidInputError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if self.bits not in (2, 4, 8) or isinstance(self.bits, bool):
+            raise InvalidInputError(f"bits must be 8, 4 or 2, got {self.bits!r}")
+        if self.method == "ptq_int8" and self.bits != 8:
+            raise InvalidInputError(f"method='ptq_int8' needs bits=8, got {self.bits}")
+        if self.last_layer_bits is not None and (self.last_layer_bits not in (2, 4, 8)
+                                                 or isinstance(self.last_layer_bits, bool)):
+            raise InvalidInputError(f"last_layer_bits must be None, 8, 4 or 2, got {self.last_layer_bits!r}")
+        for name in ("steps", "calibration_batches"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidInputError(f"{name} must be an integer >= 1, got {v!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise InvalidInputError(f"lr must be a finite positive number, got {self.lr!r}")
+        if not isinstance(self.compile, bool):
+            raise InvalidInputError(f"compile must be a bool, got {self.compile!r}")
+
+
+@dataclasses.dataclass
+class QuantReport:
+    """What was quantized (attached to the result as ``model.quant_report``).
+
+    Attributes:
+        method: the config's method.
+        bits: weight/activation bits.
+        quantized: names of the quantized modules (blocks, or Linears for LSQ+).
+        float_modules: names of the modules with parameters that stay float.
+        float_ops: ``"block: op"`` for every op of a converted block that runs in float
+            (neither reading a dequantized int8 tensor nor an activation fused into the
+            int8 linear before it), e.g. a BatchNorm that opens a block.
+    """
+
+    method: str
+    bits: int
+    quantized: List[str]
+    float_modules: List[str]
+    float_ops: List[str] = dataclasses.field(default_factory=list)
+
+
+def quantize(model: nn.Module, config: QuantConfig, calibration: Any) -> nn.Module:
+    """Return a quantized copy of ``model`` (the input is left untouched).
+
+    Args:
+        model: a float32 geo3d model (any ``nn.Module`` with MLP blocks / ``nn.Linear``).
+        config: a :class:`QuantConfig`.
+        calibration: one input (``Data``/``Batch``/Tensor) or an iterable of them:
+            ``ptq_int8`` calibrates on them, ``qat_lsq`` trains on them (cycled; the model
+            needs ``loss(outputs, batch)``).
+
+    Returns:
+        The quantized model, in eval mode for ``ptq_int8`` (it is inference-only) and in
+        ``model``'s mode for ``qat_lsq``; ``result.quant_report`` is a :class:`QuantReport`.
+
+    Raises:
+        InvalidInputError: bad config or data, a model that is not float32, or one with
+            nothing to quantize.
+    """
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(config, QuantConfig):
+        raise InvalidInputError(f"config must be a QuantConfig, got {type(config).__name__}")
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if dtypes - {torch.float32}:
+        raise InvalidInputError(f"model must be float32 to quantize, got parameters of {sorted(map(str, dtypes))}")
+    batches = _batches(calibration)
+    if config.method == "ptq_int8":
+        return _ptq_int8(model, config, list(itertools.islice(batches, config.calibration_batches)))
+    return _qat_lsq(model, config, batches)
+
+
+def _batches(data: Any) -> Iterable:
+    if data is None:
+        raise InvalidInputError("calibration must be an input or an iterable of inputs, got None")
+    if isinstance(data, Tensor) or hasattr(data, "pos"):
+        return itertools.repeat(data)
+    try:
+        items = list(data)
+    except TypeError as exc:
+        raise InvalidInputError(f"calibration must be an input or an iterable of inputs, got "
+                                f"{type(data).__name__}") from exc
+    if not items:
+        raise InvalidInputError("calibration is empty")
+    return itertools.cycle(items)
+
+
+# --------------------------------------------------------------------------- PTQ int8
+
+
+def _is_block(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Sequential) and len(m) > 0
+            and all(isinstance(c, _BLOCK_LAYERS) for c in m)
+            and any(isinstance(c, nn.Linear) for c in m))
+
+
+def mlp_blocks(model: nn.Module) -> List[Tuple[str, nn.Sequential]]:
+    """The outermost MLP blocks of ``model`` (``nn.Sequential`` of linear/norm/activation)."""
+    found: List[Tuple[str, nn.Sequential]] = []
+
+    def visit(prefix: str, m: nn.Module) -> None:
+        for name, child in m.named_children():
+            full = f"{prefix}{name}"
+            if _is_block(child):
+                found.append((full, child))
+            else:
+                visit(full + ".", child)
+
+    visit("", model)
+    return found
+
+
+def _fold(block: nn.Sequential) -> nn.Sequential:
+    """An eval copy with each ``Linear -> BatchNorm1d`` folded into one ``Linear``."""
+    from torch.nn.utils.fusion import fuse_linear_bn_eval
+
+    mods = [copy.deepcopy(m).eval() for m in block if not isinstance(m, (nn.Dropout, nn.Identity))]
+    out: List[nn.Module] = []
+    for m in mods:
+        if isinstance(m, nn.BatchNorm1d) and out and isinstance(out[-1], nn.Linear):
+            out[-1] = fuse_linear_bn_eval(out[-1], m)
+        else:
+            out.append(m)
+    return nn.Sequential(*out).eval()
+
+
+class QuantizedBlock(nn.Module):
+    """A converted PT2E block (``torch.compile``d with freezing when ``compiled``).
+
+    Shapes:
+        ``[R, C_in] -> [R, C_out]`` like the float block it replaces.
+    """
+
+    def __init__(self, graph: nn.Module, compiled: bool) -> None:
+        super().__init__()
+        self.graph = graph
+        self.compiled = compiled
+        self._fn: Callable = torch.compile(graph) if compiled else graph
+
+    def train(self, mode: bool = True) -> "QuantizedBlock":
+        """Only the flag changes: the converted graph is inference-only (its BatchNorms
+        are folded, its dropout gone), and exported graphs refuse ``train()``/``eval()``."""
+        self.training = mode
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] < 2:  # the export's dynamic row count starts at 2: pad
+            return self.graph(torch.cat([x, x.new_zeros(2 - x.shape[0], x.shape[1])]))[: x.shape[0]]
+        if not self.compiled:
+            return self._fn(x)
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return self._fn(x)
+
+    def serialized_size(self) -> int:
+        """Bytes of the tensors the converted graph reads (int8 weights, scales, biases)."""
+        seen, total = set(), 0
+        for node in self.graph.graph.nodes:
+            if node.op != "get_attr":
+                continue
+            t = self.graph
+            for part in node.target.split("."):
+                t = getattr(t, part)
+            if isinstance(t, Tensor) and id(t) not in seen:
+                seen.add(id(t))
+                total += t.numel() * t.element_size()
+        return total
+
+
+_UNARY = {"relu", "leaky_relu", "silu", "gelu", "tanh", "sigmoid", "hardtanh"}
+
+
+def _float_ops(graph: nn.Module, name: str) -> List[str]:
+    """Ops of a converted block that run in float.
+
+    An op runs int8 when its first input is dequantized (a quantized linear), or when it
+    is a unary activation right after such a linear (inductor fuses it as a oneDNN post-op).
+    """
+    q = torch.ops.quantized_decomposed
+    qdq = {q.quantize_per_tensor.default, q.dequantize_per_tensor.default,
+           q.quantize_per_channel.default, q.dequantize_per_channel.default}
+    int8 = set()
+    out = []
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target in qdq:
+            continue
+        op = getattr(node.target, "__name__", str(node.target)).split(".")[0]
+        first = next((a for a in node.args if isinstance(a, torch.fx.Node)), None)
+        if first is not None and first.op == "call_function" and first.target in qdq:
+            int8.add(node)
+        elif op in _UNARY and first in int8 and len(first.users) == 1:
+            int8.add(node)
+        else:
+            out.append(f"{name}: {op}")
+    return out
+
+
+def _ptq_int8(model: nn.Module, config: QuantConfig, calib: List[Any]) -> nn.Module:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+
+    out = copy.deepcopy(model).eval()
+    blocks = mlp_blocks(out)
+    if not blocks:
+        raise InvalidInputError(
+            f"ptq_int8 found no MLP block (nn.Sequential of Linear/BatchNorm1d/activations) in "
+            f"{type(model).__name__}: nothing to quantize")
+    captured: dict = {name: [] for name, _ in blocks}
+    hooks = [blk.register_forward_pre_hook(
+        lambda m, args, name=name: captured[name].append(args[0].detach().clone()))
+        for name, blk in blocks]
+    try:
+        with torch.no_grad():
+            for batch in calib:
+                out(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    report = QuantReport("ptq_int8", 8, [], [])
+    for name, blk in blocks:
+        inputs = [x for x in captured[name] if x.dim() == 2 and x.shape[0] >= 2]
+        if not inputs:
+            continue  # never ran on calibration data: stays float
+        folded = _fold(blk)
+        rows = torch.export.Dim("rows", min=2)
+        exported = torch.export.export(folded, (inputs[0],), dynamic_shapes=({0: rows},))
+        prepared = prepare_pt2e(exported.module(), quantizer)
+        with torch.no_grad():
+            for x in inputs:
+                prepared(x)
+        converted = convert_pt2e(prepared)
+        report.float_ops += _float_ops(converted, name)
+        _set_child(out, name, QuantizedBlock(converted, config.compile))
+        report.quantized.append(name)
+    if not report.quantized:
+        raise InvalidInputError("ptq_int8: no MLP block ran on the calibration data")
+    report.float_modules = _float_modules(out, report.quantized)
+    out.quant_report = report
+    return out
+
+
+def _set_child(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _float_modules(model: nn.Module, quantized: List[str]) -> List[str]:
+    prefixes = tuple(q + "." for q in quantized)
+    return [name for name, m in model.named_modules()
+            if name and name not in quantized and not name.startswith(prefixes)
+            and any(True for _ in m.parameters(recurse=False))
+            and not isinstance(m, (LSQQuantizer,))]
+
+
+# --------------------------------------------------------------------------- LSQ+
+
+
+class _GradScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def _round_ste(x: Tensor) -> Tensor:
+    return (x.round() - x).detach() + x
+
+
+class LSQQuantizer(nn.Module):
+    """LSQ+ fake quantizer: ``round(clamp((x - beta) / s, Q_n, Q_p)) * s + beta``.
+
+    Args:
+        bits: bit width (2, 4 or 8).
+        signed: weights (default True): symmetric signed range ``[-2^(b-1), 2^(b-1) - 1]``,
+            no offset. Activations (False): ``[0, 2^b - 1]`` with a learnable offset ``beta``.
+
+    The scale (and offset) are initialised on the first call (see the module docstring);
+    their gradients are scaled by ``1 / sqrt(numel * Q_p)``.
+    """
+
+    def __init__(self, bits: int, signed: bool) -> None:
+        super().__init__()
+        self.bits, self.signed = bits, signed
+        self.qn = -(2 ** (bits - 1)) if signed else 0
+        self.qp = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+        self.scale = nn.Parameter(torch.tensor(1.0))
+        self.offset = nn.Parameter(torch.tensor(0.0), requires_grad=not signed)
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def _init(self, x: Tensor) -> None:
+        if self.signed:
+            mu, sigma = x.mean(), x.std() if x.numel() > 1 else x.abs().mean()
+            s = torch.maximum((mu - 3 * sigma).abs(), (mu + 3 * sigma).abs()) / 2 ** (self.bits - 1)
+            self.offset.zero_()
+        else:
+            lo, hi = x.min(), x.max()
+            s = (hi - lo) / (self.qp - self.qn)
+            self.offset.copy_(lo - self.qn * s.clamp_min(1e-8))
+        self.scale.copy_(s.clamp_min(1e-8))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not bool(self.initialized):
+            self._init(x.detach())
+        g = 1.0 / math.sqrt(max(1, x.numel()) * self.qp)
+        s = _GradScale.apply(self.scale, g).abs().clamp_min(1e-8)
+        beta = _GradScale.apply(self.offset, g) if not self.signed else self.offset.detach()
+        q = _round_ste(torch.clamp((x - beta) / s, self.qn, self.qp))
+        return q * s + beta
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, signed={self.signed}"
+
+
+def _quantize_input(module: nn.Module, args: tuple) -> tuple:
+    return (module.input_quantizer(args[0]),) + tuple(args[1:])
+
+
+def _qat_lsq(model: nn.Module, config: QuantConfig, batches: Iterable) -> nn.Module:
+    if not callable(getattr(model, "loss", None)):
+        raise InvalidInputError("method='qat_lsq' trains the model: it needs loss(outputs, batch)")
+    out = copy.deepcopy(model)
+    was = out.training
+    linears = [(n, m) for n, m in out.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise InvalidInputError(f"qat_lsq found no nn.Linear in {type(model).__name__}: nothing to quantize")
+    for i, (_, lin) in enumerate(linears):
+        last = i == len(linears) - 1 and config.last_layer_bits is not None
+        bits = config.last_layer_bits if last else config.bits
+        parametrize.register_parametrization(lin, "weight", LSQQuantizer(bits, signed=True))
+        lin.input_quantizer = LSQQuantizer(bits, signed=False)
+        lin.register_forward_pre_hook(_quantize_input)
+    opt = torch.optim.Adam(out.parameters(), lr=config.lr)
+    out.train()
+    for _, batch in zip(range(config.steps), batches):
+        opt.zero_grad()
+        out.loss(out(batch), batch).backward()
+        opt.step()
+    out.train(was)
+    names = [n for n, _ in linears]
+    out.quant_report = QuantReport("qat_lsq", config.bits, names,
+                                   [n for n in _float_modules(out, names)
+                                    if not n.endswith(("parametrizations.weight", "input_quantizer"))
+                                    and ".parametrizations." not in n])
+    return out

@@ -1,0 +1,135 @@
+"""quantize: PT2E int8 (numerics vs float, report), LSQ+ (quantizer math, init, training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from geo3d.efficiency import QuantConfig, quantize
+from geo3d.efficiency.quantize import LSQQuantizer, QuantizedBlock, mlp_blocks
+from geo3d.errors import InvalidInputError
+
+from tests.efficiency._models import assert_unchanged, batch, build, snapshot
+
+
+@pytest.mark.parametrize("name", ["dgcnn_seg", "equivariant_seg",
+                                  pytest.param("pointnet2_seg", marks=pytest.mark.slow)])
+def test_ptq_int8_close_to_float_and_reports(name):
+    model = build(name).eval()
+    data = [batch(model, n=96, seed=s) for s in range(3)]
+    before = snapshot(model)
+    q = quantize(model, QuantConfig(compile=False), data)
+    assert_unchanged(model, before)
+    report = q.quant_report
+    assert report.quantized == [n for n, _ in mlp_blocks(model)]
+    assert all(isinstance(q.get_submodule(n), QuantizedBlock) for n in report.quantized)
+    assert not any(isinstance(m, QuantizedBlock) for m in model.modules())
+    with torch.no_grad():
+        ref, out = model(data[0]), q(data[0])
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max()
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() > 0.9
+    # the int8 weights really are int8, and the modules outside the blocks are listed
+    graphs = [q.get_submodule(n).graph for n in report.quantized]
+    assert any(t.dtype == torch.int8 for g in graphs for t in vars(g).values() if isinstance(t, torch.Tensor)) \
+        or any(b.dtype == torch.int8 for g in graphs for b in g.buffers())
+    if name.startswith("equivariant"):
+        assert any("lin_out" in m for m in report.float_modules)
+    else:
+        assert any(m.endswith(".first") for m in report.float_modules)  # split first layers
+
+
+def test_quantized_block_handles_one_row_and_size():
+    model = build("equivariant_seg", width=16, head_hidden=64).eval()
+    q = quantize(model, QuantConfig(compile=False), batch(model, n=64))
+    blk = q.get_submodule(q.quant_report.quantized[-1])
+    x = torch.randn(1, blk.graph.graph.find_nodes(op="placeholder")[0].meta["val"].shape[1])
+    assert blk(x).shape[0] == 1
+    float_bytes = sum(p.numel() * 4 for p in model.get_submodule(q.quant_report.quantized[-1]).parameters())
+    assert blk.serialized_size() < float_bytes
+
+
+@pytest.mark.slow
+def test_ptq_int8_compiled_matches_eager_quantized():
+    model = build("dgcnn_seg").eval()
+    data = [batch(model, n=96, seed=s) for s in range(2)]
+    eager = quantize(model, QuantConfig(compile=False), data)
+    compiled = quantize(model, QuantConfig(compile=True), data)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(data[0]), eager(data[0]), rtol=0.05, atol=0.02)
+
+
+def test_lsq_quantizer_grid_and_init():
+    torch.manual_seed(0)
+    w = torch.randn(1000) * 0.1 + 0.02
+    qw = LSQQuantizer(4, signed=True)
+    out = qw(w)
+    mu, sigma = w.mean(), w.std()
+    expected_s = max(abs(mu - 3 * sigma), abs(mu + 3 * sigma)) / 8
+    assert float(qw.scale) == pytest.approx(float(expected_s), rel=1e-5)
+    levels = torch.unique(torch.round(out / qw.scale).detach())
+    assert levels.min() >= -8 and levels.max() <= 7 and len(levels) <= 16
+    torch.testing.assert_close(out, torch.clamp(torch.round(w / qw.scale), -8, 7) * qw.scale)
+    # activations: asymmetric, offset = min, range covers [min, max]
+    a = torch.rand(500) * 3 - 0.5
+    qa = LSQQuantizer(2, signed=False)
+    out = qa(a)
+    assert float(qa.offset) == pytest.approx(float(a.min()), abs=1e-6)
+    assert float(qa.scale) == pytest.approx(float(a.max() - a.min()) / 3, rel=1e-5)
+    assert len(torch.unique(out.detach())) <= 4
+
+
+def test_lsq_gradients_ste_and_scaled():
+    q = LSQQuantizer(8, signed=True)
+    q(torch.linspace(-1, 1, 101))  # initialise: s = 3 sigma / 128, range about +-1.7
+    x = torch.linspace(-0.7, 2.5, 101, requires_grad=True)  # the top values clip
+    y = q(x)
+    y.sum().backward()
+    inside = (x.detach() / q.scale.detach()) < 127
+    assert not inside.all()
+    assert torch.equal(x.grad[inside], torch.ones(int(inside.sum())))  # straight through
+    # LSQ scale gradient: sum over x of (round(v) - v) inside, Q_n/Q_p outside; times g
+    v = x.detach() / q.scale.detach()
+    raw = torch.where(v < -128, torch.full_like(v, -128.0),
+                      torch.where(v > 127, torch.full_like(v, 127.0), torch.round(v) - v)).sum()
+    g = 1 / (101 * 127) ** 0.5
+    assert float(q.scale.grad) == pytest.approx(float(raw) * g, rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_qat_lsq_trains_and_leaves_input(bits):
+    model = build("dgcnn_seg")
+    data = [batch(model, n=64, seed=s) for s in range(2)]
+    before = snapshot(model)
+    q = quantize(model, QuantConfig(method="qat_lsq", bits=bits, steps=4, lr=1e-3), data)
+    assert_unchanged(model, before)
+    report = q.quant_report
+    assert report.bits == bits and len(report.quantized) == sum(
+        isinstance(m, nn.Linear) for m in model.modules())
+    first = q.backbone.convs[0].first
+    levels = torch.unique(torch.round(first.weight / first.parametrizations.weight[0].scale.abs()))
+    assert len(levels) <= 2**bits  # EdgeConv reads .weight directly: it is quantized
+    q.eval()
+    with torch.no_grad():
+        assert torch.isfinite(q(data[0])).all()
+
+
+def test_quantize_errors():
+    model = build("dgcnn_seg")
+    data = batch(model, n=64)
+    with pytest.raises(InvalidInputError, match="bits"):
+        QuantConfig(bits=3)
+    with pytest.raises(InvalidInputError, match="ptq_int8"):
+        QuantConfig(method="ptq_int8", bits=4)
+    with pytest.raises(InvalidInputError, match="method"):
+        QuantConfig(method="fp8")
+    with pytest.raises(InvalidInputError, match="float32"):
+        quantize(build("dgcnn_seg").double(), QuantConfig(), data)
+    with pytest.raises(InvalidInputError, match="calibration"):
+        quantize(model, QuantConfig(), None)
+    with pytest.raises(InvalidInputError, match="calibration is empty"):
+        quantize(model, QuantConfig(), [])
+    with pytest.raises(InvalidInputError, match="no MLP block"):
+        quantize(nn.Linear(3, 3), QuantConfig(), torch.randn(4, 3))
+    with pytest.raises(InvalidInputError, match="loss"):
+        quantize(nn.Linear(3, 3), QuantConfig(method="qat_lsq"), torch.randn(4, 3))
