@@ -27,6 +27,7 @@ from typing import List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, cost_cells, fit_and_test, fmt,  # noqa: E402
                       machine_info, tiny_kwargs, write_outputs, resolve_common)
+from _rows import cost_fields, make_row  # noqa: E402
 
 MODELS = ("dgcnn_cls", "pointnet2_cls", "equivariant_cls")
 TARGET_DROP_POINTS = 1.0
@@ -84,6 +85,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): OA and cost of every
+    model on two tasks, the aligned and the SO(3)-rotated test set."""
+    rows = []
+    for key, title in (("aligned", "aligned"), ("rotated", "SO(3)-rotated")):
+        for r in result["rows"]:
+            t = r["test"][key]
+            rows.append(make_row(
+                "classification", f"SyntheticShapes classification, {title} test set",
+                r["model"], "OA", t["OA"], **cost_fields(r["cost"]),
+                metrics={"mAcc": t.get("mAcc"), "drop_points": r["drop_points"],
+                         "train_minutes": r["train"]["minutes"],
+                         "train_steps": r["train"]["steps"]},
+                notes="trained on aligned shapes, no rotation augmentation"))
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/classification")
@@ -137,6 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             "aligned_acc": by_name["equivariant_cls"]["aligned_acc"], "target_points": TARGET_DROP_POINTS,
                             "met": bool(drop < TARGET_DROP_POINTS),
                             "dgcnn_drop_points": by_name.get("dgcnn_cls", {}).get("drop_points")}
+    result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     write_outputs(args.out, "classification", result, md)

@@ -48,6 +48,7 @@ from torch_geometric.data import Batch, Data
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, cost_cells, fmt, machine_info,  # noqa: E402
                       measure, resolve_common, write_outputs)
+from _rows import cost_fields, make_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("pointnet2_det", "dgcnn_det")
@@ -336,6 +337,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): KITTI-style 3D mAP (AP
+    R40, strict IoU) and cost of every evaluated model; BEV, loose-IoU and nuScenes mAP in
+    ``metrics``."""
+    rows = []
+    for r in result["rows"]:
+        if "test" not in r:
+            continue
+        t = r["test"]
+        rows.append(make_row(
+            "detection", "SyntheticLidar 3D detection", r["model"], "mAP_3d", t["mAP_3d_kitti"],
+            **cost_fields(r.get("cost")),
+            metrics={"nuscenes_mAP": t["nuscenes_mAP"], "mAP_bev": t["mAP_bev_kitti"],
+                     "mAP_3d_loose": t["mAP_3d_loose"], "mAP_bev_loose": t["mAP_bev_loose"],
+                     "train_minutes": r["train"].get("minutes"),
+                     "train_steps": r["train"].get("steps")},
+            notes=f"AP R40, IoU 0.7/0.5/0.5 (car/pedestrian/cyclist); cost on a full frame "
+                  f"of {r.get('cost_points', 0):,} points"))
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/detection")
@@ -413,6 +435,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.skip_eval:
         (out_dir / "train_only.json").write_text(json.dumps(result, indent=2, default=str))
         return 0
+    result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     write_outputs(args.out, "detection", result, md)

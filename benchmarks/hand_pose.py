@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import add_common_args, fit_and_test, fmt, machine_info, write_outputs  # noqa: E402
+from _rows import cost_fields, make_row  # noqa: E402
 
 CONFIGS = ("none", "bone", "angle", "inside", "all")
 MODELS = ("hand_pose_small", "hand_pose")
@@ -162,6 +163,25 @@ def targets(runs: List[dict]) -> List[str]:
     return out
 
 
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): mean joint error (mm,
+    lower is better) and cost of every run, variant = the ablation config."""
+    rows = []
+    for r in result["runs"]:
+        t = r["test"]["test"]
+        rows.append(make_row(
+            "hand_pose", "hand pose (SyntheticHands)", r["model"], "mean_error_mm",
+            t["mean_error_mm"], variant=f"structural terms: {r['config']}",
+            higher_is_better=False, **cost_fields(r["cost"]),
+            metrics={"median_error_mm": t.get("median_error_mm"),
+                     "success_20mm": t.get("success_rate", {}).get("20mm"),
+                     "bone_length_error_mm": t.get("bone_length_error_mm"),
+                     "outside_fraction": t.get("outside_fraction"),
+                     "train_epochs": r["train"]["epochs"]},
+            notes=f"{r['size']} model, {result['minutes']} min of training"))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/benchmarks")
@@ -213,6 +233,7 @@ def main(argv=None) -> int:
             runs.append(r)
     result = {"sizes": {"train": n_train, "test": n_test}, "camera": f"{args.width}x{args.height}",
               "minutes": minutes, "machine": machine_info(), "runs": runs, "targets": targets(runs)}
+    result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     out = Path(args.out)

@@ -54,6 +54,7 @@ from torch_geometric.data import Data
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, cost_cells, fit_and_test, fmt,  # noqa: E402
                       latency_ms, machine_info, tiny_kwargs, write_outputs, resolve_common)
+from _rows import cost_fields, make_row  # noqa: E402
 
 MODELS = ("dgcnn_seg", "pointnet2_seg", "equivariant_seg")
 TASKS = ("lidar", "parts")
@@ -268,6 +269,28 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+TASK_TITLES = {"lidar": "SyntheticLidar semantic segmentation",
+               "parts": "SyntheticShapes part segmentation"}
+
+
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): test mIoU and cost of
+    every model, one task per segmentation task; OA, mAcc and val mIoU in ``metrics``."""
+    rows = []
+    for task, group in result["tasks"].items():
+        for r in group["rows"]:
+            t, v = r["test"]["test"], r["val"] or {}
+            rows.append(make_row(
+                "segmentation", TASK_TITLES[task], r["model"], "mIoU", t["mIoU"],
+                **cost_fields(r["cost"]),
+                metrics={"OA": t.get("OA"), "mAcc": t.get("mAcc"), "val_mIoU": v.get("mIoU"),
+                         "points": r["num_points"], "train_minutes": r["train"]["minutes"],
+                         "train_steps": r["train"]["steps"]},
+                notes=f"{r['num_points']:,} points, {r['train']['steps']} training steps in "
+                      f"{r['train']['minutes']:.1f} min"))
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/segmentation")
@@ -372,6 +395,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                             repeats)
             print(f"[lidar] PyG DynamicEdgeConv: {result['pyg_dynamic_edgeconv']['status']}")
     result["wall_minutes"] = (time.perf_counter() - t_start) / 60
+    result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     write_outputs(args.out, "segmentation", result, md)

@@ -40,6 +40,7 @@ from torch_geometric.data import Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import fmt, machine_info, write_outputs  # noqa: E402
+from _rows import make_row  # noqa: E402
 
 from geo3d.datasets import SyntheticSequences  # noqa: E402
 from geo3d.models import create  # noqa: E402
@@ -262,6 +263,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): mIoU of full
+    recomputation and of ``FeatureReuse`` per threshold (variant "threshold 0.5"), with
+    ``macs`` = MACs actually computed and ``latency_ms`` = wall ms per frame (medians over
+    frames 1..L-1); MACs ratio, speed-ups and CPU ms in ``metrics``."""
+    rows = []
+    for key, s in result["summary"].items():
+        rows.append(make_row(
+            "temporal", "LiDAR stream segmentation (SyntheticSequences)", result["model"],
+            "mIoU", s["mIoU"],
+            variant="full recomputation" if key == "full" else f"threshold {key}",
+            params=result.get("params"), macs=s["macs"], latency_ms=s["wall_ms"],
+            peak_memory_mib=s["peak_mib"],
+            metrics={k: s.get(k) for k in ("macs_ratio", "speedup_wall", "speedup_cpu", "cpu_ms",
+                                           "cache_mib", "dirty_fraction", "miou_drop_points")},
+            notes=("" if key == "full" else f"FeatureReuse, change threshold {key} m; ")
+            + "cost: median over frames 1..L-1"))
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="out/bench/temporal", help="output folder (default: %(default)s)")
@@ -325,6 +346,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "miou": ok(r["miou_drop_points"] <= TARGETS["miou_drop_points"]),
         },
     }
+    result["params"] = sum(p.numel() for p in model.parameters())
+    result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     write_outputs(str(out_dir), "temporal", result, md)

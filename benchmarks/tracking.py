@@ -41,6 +41,7 @@ from torch_geometric.data import Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import fmt, machine_info, write_outputs  # noqa: E402
+from _rows import make_row  # noqa: E402
 
 METRICS = ("iou_3d", "giou_3d", "distance")
 TARGET_FPS = 200.0
@@ -137,6 +138,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): MOTA of the tracker per
+    association metric (variant), ground truth + noise and, when run, end to end; cost:
+    ``latency_ms`` = wall ms per frame of ``Tracker.update`` (1000 / fps wall)."""
+    groups = [("tracking, ground truth + noise detections", result["gt_noise"])]
+    if result.get("end_to_end", {}).get("status") == "ran":
+        groups.append(("tracking, detector + tracker", result["end_to_end"]["rows"]))
+    rows = []
+    for task, group in groups:
+        for r in group:
+            m = r["metrics"]
+            rows.append(make_row(
+                "tracking", task, "AB3DMOT", "MOTA", m["MOTA"], variant=r["setting"],
+                latency_ms=1000.0 / r["fps_wall"] if r["fps_wall"] else None,
+                metrics={**{k: m.get(k) for k in KEYS if k != "MOTA"},
+                         "cpu_ms_per_frame": 1000.0 / r["fps_cpu"] if r["fps_cpu"] else None,
+                         "fps_wall": r["fps_wall"], "fps_cpu": r["fps_cpu"]},
+                notes=f"{r['frames']} frames, {r['mean_boxes']:.1f} boxes per frame"))
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import os
 
@@ -197,6 +219,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             e2e.append(row(metric, tracks, truth, wall, cpu, points))
         result["end_to_end"] = {"status": "ran", "checkpoint": args.checkpoint, "rows": e2e}
     result["wall_minutes"] = (time.perf_counter() - t0) / 60
+    result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     write_outputs(args.out, "tracking", result, md)
