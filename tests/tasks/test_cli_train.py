@@ -48,7 +48,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown model name 'nope'" in err and len(err.strip().splitlines()) == 1
     assert main(["train", "--model", "dgcnn_cls", "--out", str(tmp_path), "--quiet"]) == 2
-    assert "synthetic-lidar has per-point labels only" in capsys.readouterr().err
+    assert "synthetic-lidar has per-point labels and boxes, not labels for 'classification'" \
+        in capsys.readouterr().err
+    assert main(["train", "--model", "dgcnn_seg", "--data", "nowhere", "--out", str(tmp_path),
+                 "--quiet"]) == 2
+    assert "unknown dataset 'nowhere'" in capsys.readouterr().err
     assert main(["train", "--model", "dgcnn_seg", "--epochs", "0", "--size", "1",
                  "--out", str(tmp_path), "--quiet"]) == 2
     assert "epochs must be an integer >= 1" in capsys.readouterr().err
