@@ -234,7 +234,9 @@ def result_rows(small: List[dict]) -> List[dict]:
     rows = []
     for r in small:
         task = f"{r['op']}, {r['n']:,} points"
-        for model, ms in (("geo3d", r["geo3d_ms"]), (r["baseline"], r["baseline_ms"])):
+        for model, ms in (("geo3d", r["geo3d_ms"]), (r.get("baseline"), r.get("baseline_ms"))):
+            if not model or ms is None:  # an op reported without a baseline
+                continue
             rows.append(ResultRow(benchmark="neighbors", task=task, model=model, metric="ms",
                                   value=ms, higher_is_better=False, latency_ms=ms).to_dict())
     return rows

@@ -96,7 +96,7 @@ def _index(summary: dict, out: Path, plots: list[str]) -> str:
         lines += ["", "## Accuracy against cost", ""]
         lines += [f"![{p}]({p})" for p in plots]
     pictures = sorted(str(p.relative_to(out)) for ext in ("*.png", "*.gif")
-                      for p in out.glob(f"*/{ext}"))
+                      for p in out.glob(f"*/{ext}") if p.parent.name != "plots")
     if pictures:
         lines += ["", "## Pictures", ""] + [f"![{p}]({p})" for p in pictures]
     lines += ["", "## Results", "", results_markdown([ResultRow(**r) for r in summary["rows"]])]

@@ -51,6 +51,8 @@ def test_suite_gathers_rows_plots_and_index_and_records_failures(tmp_path, bench
     index = (out / "index.md").read_text()
     for link in ("results.json", "toy/toy.md", "plots/toy_toy_seg.png", "toy/picture.png"):
         assert f"({link})" in index
+    pictures = index.split("## Pictures")[1].split("##")[0]
+    assert "toy/picture.png" in pictures and "plots/" not in pictures
     table = (out / "results.md").read_text()
     assert "small | dense | mIoU ↑ | 0.6 | 10 |" in table
 
