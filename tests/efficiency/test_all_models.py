@@ -9,22 +9,14 @@ from geo3d.efficiency import (PruneConfig, QuantConfig, count_macs, profile, pru
 from geo3d.errors import InvalidInputError
 from geo3d.models import list_models
 
-from tests.efficiency._models import assert_unchanged, batch, build, snapshot
+from tests.efficiency._models import assert_unchanged, snapshot
+from tests.models.test_registry import _batch, _build, _cloud, _labels
 
 
 def _model_and_input(name):
-    try:
-        model = build(name)
-    except InvalidInputError as exc:
-        pytest.xfail(f"{name} cannot be built with in_channels/num_classes/small kwargs: {exc}")
-    data = batch(model, n=96)
-    try:
-        with torch.no_grad():
-            model.eval()(data)
-    except Exception as exc:  # noqa: BLE001 - models needing other inputs (meshes, sequences)
-        pytest.xfail(f"{name} needs an input other than a point cloud Batch ({type(exc).__name__}: "
-                     f"{str(exc)[:80]})")
-    return model, data
+    """The registry contract test's small model and inputs (meshes, boxes, joints included)."""
+    model = _build(name)
+    return model, _labels(model, _batch([_cloud(96, seed, 2, name=name) for seed in range(2)]))
 
 
 def _applies_or_refuses(fn):
