@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
+from geo3d.efficiency._batches import cycle_batches
 from geo3d.errors import InvalidInputError
 
 __all__ = ["PruneConfig", "prune", "prunable_weights", "sparsity", "compression_ratio"]
@@ -205,26 +205,10 @@ class _SoftThreshold(nn.Module):
         return w * self.mask(w)
 
 
-def _batches(example: Any) -> Iterable:
-    if example is None:
-        raise InvalidInputError("example must hold training data (a Data or an iterable of Data) "
-                                "for method='ltp'")
-    if hasattr(example, "pos") or isinstance(example, Tensor):
-        return itertools.repeat(example)
-    try:
-        items = list(example)
-    except TypeError as exc:
-        raise InvalidInputError(f"example must be a Data or an iterable of Data, got "
-                                f"{type(example).__name__}") from exc
-    if not items:
-        raise InvalidInputError("example is empty: LTP needs at least one training batch")
-    return itertools.cycle(items)
-
-
 def _ltp(model: nn.Module, config: PruneConfig, example: Any) -> nn.Module:
     if not callable(getattr(model, "loss", None)):
         raise InvalidInputError("method='ltp' trains the model: it needs loss(outputs, batch)")
-    data = _batches(example)
+    data = cycle_batches(example, "example")
     out = copy.deepcopy(model)
     was = out.training
     modules = [m for _, m in prunable_weights(out)]

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from geo3d.efficiency._batches import cycle_batches
 from geo3d.errors import InvalidInputError
 
 __all__ = ["QuantConfig", "QuantReport", "quantize", "LSQQuantizer", "QuantizedBlock"]
@@ -141,25 +142,10 @@ def quantize(model: nn.Module, config: QuantConfig, calibration: Any) -> nn.Modu
     dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
     if dtypes - {torch.float32}:
         raise InvalidInputError(f"model must be float32 to quantize, got parameters of {sorted(map(str, dtypes))}")
-    batches = _batches(calibration)
+    batches = cycle_batches(calibration, "calibration")
     if config.method == "ptq_int8":
         return _ptq_int8(model, config, list(itertools.islice(batches, config.calibration_batches)))
     return _qat_lsq(model, config, batches)
-
-
-def _batches(data: Any) -> Iterable:
-    if data is None:
-        raise InvalidInputError("calibration must be an input or an iterable of inputs, got None")
-    if isinstance(data, Tensor) or hasattr(data, "pos"):
-        return itertools.repeat(data)
-    try:
-        items = list(data)
-    except TypeError as exc:
-        raise InvalidInputError(f"calibration must be an input or an iterable of inputs, got "
-                                f"{type(data).__name__}") from exc
-    if not items:
-        raise InvalidInputError("calibration is empty")
-    return itertools.cycle(items)
 
 
 # --------------------------------------------------------------------------- PTQ int8
