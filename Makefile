@@ -23,8 +23,9 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -m ""
 
+# The main job: the quick benchmark suite (<= 15 min on 2 cores); it prints the report path.
 demo: setup
-	$(VENV)/bin/geo3d demo --out $(OUT)/demo
+	$(VENV)/bin/geo3d bench --suite quick --out $(OUT)/bench-quick
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis

@@ -7,6 +7,7 @@ registered once under its CLI name with :func:`register_dataset`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -75,9 +76,18 @@ def make_dataset(name: str, split: str, size: int, *, seed: int = 0,
                            **options)
 
 
+def _choice(name: str, value: Any, choices: tuple) -> Any:
+    if value not in choices:
+        raise InvalidInputError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
 @register_dataset("synthetic-lidar")
 def _synthetic_lidar(split: str, size: int, seed: int, num_points: Optional[int],
-                     task: str) -> NamedDataset:
+                     task: str, features: str = "intensity") -> NamedDataset:
+    """Options: ``features`` "intensity" (``x`` [N, 1], default) or "lidar" (``x`` =
+    :func:`geo3d.datasets.features.lidar_features`, [N, 3]; segmentation only)."""
+    from geo3d.datasets.features import lidar_features
     from geo3d.datasets.subsample import SubsampledPoints
     from geo3d.datasets.synthetic_lidar import SyntheticLidar
     from geo3d.sim.classes import CLASSES, OBJECT_CLASSES
@@ -85,10 +95,15 @@ def _synthetic_lidar(split: str, size: int, seed: int, num_points: Optional[int]
     if task not in ("segmentation", "detection"):
         raise InvalidInputError(f"synthetic-lidar has per-point labels and boxes, not labels "
                                 f"for {task!r}: use a segmentation or detection model")
+    _choice("features", features, ("intensity", "lidar"))
     frames = SyntheticLidar(split, size, seed=seed, cache=True)
     if task == "detection":  # whole frames: detectors thin the points themselves
+        if features != "intensity":
+            raise InvalidInputError("synthetic-lidar detection frames have features='intensity'")
         return NamedDataset(frames, 1, list(OBJECT_CLASSES))
-    return NamedDataset(SubsampledPoints(frames, num_points, seed), 1, list(CLASSES))
+    transform = lidar_features if features == "lidar" else None
+    return NamedDataset(SubsampledPoints(frames, num_points, seed, transform=transform),
+                        3 if transform else 1, list(CLASSES))
 
 
 @register_dataset("synthetic-shapes")
@@ -104,3 +119,46 @@ def _synthetic_shapes(split: str, size: int, seed: int, num_points: Optional[int
                          task=shapes_task, cache=True)
     names = ds.CLASS_NAMES if shapes_task == "classification" else ds.PART_NAMES
     return NamedDataset(SubsampledPoints(ds, None, seed), 3, list(names))
+
+
+@register_dataset("synthetic-meshes")
+def _synthetic_meshes(split: str, size: int, seed: int, num_points: Optional[int], task: str,
+                      target: str = "correspondence", retriangulate: bool = False) -> NamedDataset:
+    """Per-vertex labels of posed humanoids. Options: ``target`` "correspondence" (template
+    vertex ids, default) or "part"; ``retriangulate`` (default False)."""
+    from geo3d.datasets.synthetic_meshes import SyntheticMeshes
+
+    if task != "segmentation":
+        raise InvalidInputError(f"synthetic-meshes has per-vertex labels, not {task!r}: use a "
+                                f"per-vertex model (gem_corr, gem_seg)")
+    if num_points is not None:
+        raise InvalidInputError("synthetic-meshes keeps every vertex: num_points must be None")
+    _choice("target", target, ("correspondence", "part"))
+    ds = SyntheticMeshes(split, size, seed=seed, retriangulate=retriangulate, cache=True,
+                         task="correspondence" if target == "correspondence" else "part_segmentation")
+    names = ([str(i) for i in range(ds.num_vertices)] if target == "correspondence"
+             else list(ds.PART_NAMES))
+    return NamedDataset(ds, 2, names)
+
+
+@register_dataset("synthetic-hands")
+def _synthetic_hands(split: str, size: int, seed: int, num_points: Optional[int], task: str,
+                     width: int = 320, height: int = 240) -> NamedDataset:
+    """Whole depth frames of a hand, ``joints`` [21, 3]. Options: the depth image ``width``
+    and ``height`` (default 320 x 240; the field of view stays 60 degrees)."""
+    from geo3d.datasets.synthetic_hands import SyntheticHands
+    from geo3d.sim.hand import JOINTS
+    from geo3d.sim.hand_render import HandSceneConfig
+
+    if task != "hand_pose":
+        raise InvalidInputError(f"synthetic-hands has hand joints, not labels for {task!r}: "
+                                f"use a hand_pose model")
+    if num_points is not None:
+        raise InvalidInputError("synthetic-hands frames keep every pixel: num_points must be None")
+    base = HandSceneConfig().camera
+    scale = width / base.width if isinstance(width, int) and width > 0 else 1.0
+    camera = dataclasses.replace(base, width=width, height=height, fx=base.fx * scale,
+                                 fy=base.fy * scale, cx=None, cy=None)
+    ds = SyntheticHands(split, size, seed=seed, config=HandSceneConfig(camera=camera),
+                        cache=True, with_depth=False)
+    return NamedDataset(ds, 0, list(JOINTS))

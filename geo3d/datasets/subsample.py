@@ -6,7 +6,7 @@ in every epoch, process and worker.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -27,13 +27,16 @@ class SubsampledPoints(Dataset):
         seed: base seed of the subsets (default 0).
         keys: attributes kept (default ``("pos", "x", "y")``); per-point ones (first
             dimension N) are subsampled, the others (e.g. a class label ``y`` [1]) kept.
+        transform: applied to each cut item last (e.g.
+            :func:`geo3d.datasets.features.lidar_features`); default None.
 
     Shapes:
         ``self[i].pos``: ``[min(N_i, num_points), 3]``, rows in their original order.
     """
 
     def __init__(self, dataset, num_points: Optional[int] = None, seed: int = 0,
-                 keys: Sequence[str] = ("pos", "x", "y")) -> None:
+                 keys: Sequence[str] = ("pos", "x", "y"),
+                 transform: Optional[Callable[[Data], Data]] = None) -> None:
         if num_points is not None and (isinstance(num_points, bool) or not isinstance(num_points, int)
                                        or num_points < 1):
             raise InvalidInputError(f"num_points must be an integer >= 1 or None, got {num_points!r}")
@@ -41,7 +44,10 @@ class SubsampledPoints(Dataset):
             raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}")
         if not keys or not all(isinstance(k, str) for k in keys):
             raise InvalidInputError(f"keys must be a non-empty sequence of names, got {keys!r}")
+        if transform is not None and not callable(transform):
+            raise InvalidInputError(f"transform must be callable or None, got {transform!r}")
         self.dataset, self.num_points, self.seed, self.keys = dataset, num_points, seed, tuple(keys)
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -55,4 +61,5 @@ class SubsampledPoints(Dataset):
             idx = torch.randperm(n, generator=g)[: self.num_points].sort().values
             keep = {k: v[idx] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v
                     for k, v in keep.items()}
-        return Data(**keep)
+        out = Data(**keep)
+        return out if self.transform is None else self.transform(out)

@@ -336,9 +336,13 @@ def _shrink(example: Any, n: int = 64) -> Any:
         return example[:n]
     num_nodes = getattr(example, "num_nodes", None)
     if num_nodes and hasattr(example, "subgraph"):
-        small = example.subgraph(torch.arange(min(n, num_nodes)))
+        keep = min(n, num_nodes)
+        small = example.subgraph(torch.arange(keep))
         if hasattr(small, "batch") and small.batch is not None:  # keep graph ids 0..B-1
             small.batch = torch.zeros_like(small.batch)
+        face = getattr(example, "face", None)
+        if isinstance(face, torch.Tensor) and face.dim() == 2:  # a mesh: faces inside the cut
+            small.face = face[:, (face < keep).all(dim=0)]
         return small
     return example
 

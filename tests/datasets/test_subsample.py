@@ -36,3 +36,16 @@ def test_none_keeps_everything_and_bad_arguments():
                           ({"seed": -1}, "seed"), ({"keys": ()}, "keys")]:
         with pytest.raises(InvalidInputError, match=match):
             SubsampledPoints(_items(), **kwargs)
+
+
+def test_transform_runs_on_the_cut_item_and_must_be_callable():
+    from geo3d.datasets.features import lidar_features
+
+    view = SubsampledPoints(_items(), num_points=4, seed=1, transform=lidar_features)
+    item = view[0]
+    assert item.x.shape == (4, 3)
+    expect_range = item.pos[:, :2].norm(dim=1) / 10.0
+    torch.testing.assert_close(item.x[:, 1], item.pos[:, 2])
+    torch.testing.assert_close(item.x[:, 2], expect_range)
+    with pytest.raises(InvalidInputError, match="transform"):
+        SubsampledPoints(_items(), transform=3)

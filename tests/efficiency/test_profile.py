@@ -127,3 +127,20 @@ def test_profile_errors():
         profile("nope", torch.randn(2, 3))
     with pytest.raises(InvalidInputError, match="repeats"):
         profile(_mlp(), torch.randn(2, 3), repeats=-1)
+
+
+def test_warm_up_cut_of_a_mesh_keeps_only_faces_inside_it():
+    from torch_geometric.data import Data
+
+    import trimesh
+
+    from geo3d.efficiency.profile import _shrink
+
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    mesh = Data(pos=torch.as_tensor(sphere.vertices, dtype=torch.float32),
+                face=torch.as_tensor(sphere.faces.T, dtype=torch.long).contiguous())
+    small = _shrink(mesh, 60)
+    assert small.pos.shape == (60, 3) and small.face.shape[1] > 0
+    assert int(small.face.max()) < 60
+    kept = {tuple(f) for f in small.face.T.tolist()}
+    assert kept == {tuple(f) for f in mesh.face.T.tolist() if max(f) < 60}

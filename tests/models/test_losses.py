@@ -152,3 +152,15 @@ def test_segmentation_factories_pass_loss_options(name):
     default = create(name, num_classes=3, width=4)
     assert default.head.class_weights is None and default.head.lovasz_weight == 0.0
     default.load_state_dict(model.state_dict())  # same state either way
+
+
+def test_frequency_class_weights_favour_rare_classes():
+    from geo3d.models.heads.losses import frequency_class_weights
+
+    labels = [torch.tensor([0] * 90 + [1] * 10), torch.tensor([0, -1, 7])]  # 7, -1: skipped
+    w = frequency_class_weights(labels, 3)
+    assert len(w) == 3 and sum(w) / 3 == pytest.approx(1.0)
+    assert w[1] / w[0] == pytest.approx((91 / 10) ** 0.5)
+    assert w[2] == pytest.approx(w[1])  # absent: the rarest seen class's weight
+    with pytest.raises(InvalidInputError, match="no label"):
+        frequency_class_weights([torch.tensor([-1])], 3)

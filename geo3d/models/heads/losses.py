@@ -19,7 +19,8 @@ from torch import Tensor
 
 from geo3d.errors import InvalidInputError
 
-__all__ = ["cross_entropy", "lovasz_softmax", "check_class_weights", "check_loss_weight"]
+__all__ = ["cross_entropy", "lovasz_softmax", "check_class_weights", "check_loss_weight",
+           "frequency_class_weights"]
 
 
 def check_labels(logits: Tensor, y: object) -> Tensor:
@@ -116,3 +117,29 @@ def check_loss_weight(value: object, name: str) -> float:
         raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
+
+
+def frequency_class_weights(labels, num_classes: int) -> list[float]:
+    """Inverse square-root class frequencies of training labels, mean 1 over the classes.
+
+    A class absent from ``labels`` gets the largest weight (that of the rarest class seen).
+    Pass the result as ``class_weights`` to ``pointnet2_seg`` or ``dgcnn_seg``.
+
+    Args:
+        labels: an iterable of label tensors (e.g. ``data.y`` of each training sample);
+            entries outside ``0..num_classes-1`` (ignored labels) are skipped.
+        num_classes: number of classes C.
+
+    Raises:
+        InvalidInputError: no valid label at all.
+    """
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for y in labels:
+        y = torch.as_tensor(y).reshape(-1).long()
+        y = y[(y >= 0) & (y < num_classes)]
+        counts += torch.bincount(y, minlength=num_classes).double()
+    if counts.sum() == 0:
+        raise InvalidInputError("frequency_class_weights: no label in 0..num_classes-1")
+    freq = counts / counts.sum()
+    w = 1.0 / freq.clamp_min(freq[freq > 0].min()).sqrt()
+    return [float(v) for v in w / w.mean()]
