@@ -62,7 +62,7 @@ def test_detect_errors(tmp_path, capsys, monkeypatch):
     seg = tmp_path / "seg.pt"
     _checkpoint(seg, "pointnet2_seg", dict(num_classes=3, width=4))
     assert main(["detect", str(scan), "--out", str(tmp_path / "d.json"), "--checkpoint", str(seg)]) == 2
-    assert "holds no detector" in capsys.readouterr().err
+    assert "not a detection model" in capsys.readouterr().err
     ckpt = _checkpoint(tmp_path / "det.pt")
     assert main(["detect", str(tmp_path / "missing.bin"), "--out", str(tmp_path / "d.json"),
                  "--checkpoint", str(ckpt)]) == 2

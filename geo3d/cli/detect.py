@@ -91,7 +91,6 @@ def _shipped() -> list:
 def _load_detector(checkpoint: Optional[str]):
     """``(model, source)`` from ``checkpoint``, or the zoo's detector when it is None."""
     from geo3d import models
-    from geo3d.tasks import load_checkpoint
 
     if checkpoint is None:
         if SHIPPED_MODEL not in _shipped():
@@ -100,19 +99,9 @@ def _load_detector(checkpoint: Optional[str]):
                 "is not in the model zoo); train one with benchmarks/detection.py and pass "
                 "--checkpoint out/bench/detection/pointnet2_det.pt")
         return models.create(SHIPPED_MODEL, pretrained=True).eval(), f"zoo:{SHIPPED_MODEL}"
-    ckpt = checkpoint
-    state = load_checkpoint(ckpt)
-    name = state.get("model_name")
-    if not isinstance(name, str) or not name.endswith("_det"):
-        raise InvalidInputError(f"checkpoint {ckpt!r} holds no detector (model_name "
-                                f"{name!r}); it must come from a *_det model")
-    model = models.create(name, **state.get("model_kwargs", {}))
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise InvalidInputError(f"checkpoint {ckpt!r} does not fit {name}: "
-                                f"{str(exc).splitlines()[0]}") from None
-    return model.eval(), ckpt
+    from geo3d.tasks.checkpoint import model_from_checkpoint
+
+    return model_from_checkpoint(checkpoint, task="detection")[0], checkpoint
 
 
 def _run(args: argparse.Namespace) -> int:

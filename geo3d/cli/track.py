@@ -114,19 +114,9 @@ def _json_detections(path: str) -> List[Data]:
 
 
 def _load_detector(checkpoint: str) -> Callable[[Data], Data]:
-    from geo3d import models
-    from geo3d.tasks import load_checkpoint
+    from geo3d.tasks.checkpoint import model_from_checkpoint
 
-    state = load_checkpoint(checkpoint)
-    name = state.get("model_name")
-    if not isinstance(name, str) or not name.endswith("_det"):
-        raise InvalidInputError(f"checkpoint {checkpoint!r} holds no detector (model_name {name!r})")
-    model = models.create(name, **state.get("model_kwargs", {}))
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise InvalidInputError(f"checkpoint {checkpoint!r} does not fit {name}: {str(exc).splitlines()[0]}") from None
-    model.eval()
+    model = model_from_checkpoint(checkpoint, task="detection")[0]
 
     def detect(frame: Data) -> Data:
         pred = model.predict(Data(pos=frame.pos, x=frame.x))[0]

@@ -19,16 +19,16 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from geo3d.errors import FileFormatError
+from geo3d.errors import FileFormatError, InvalidInputError
 from geo3d.io import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state",
-           "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "get_rng_state",
+           "set_rng_state", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -95,3 +95,37 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raise FileFormatError(f"checkpoint {str(path)!r} has format {state['format']}, "
                               f"this geo3d reads format {CHECKPOINT_FORMAT}")
     return state
+
+
+def model_from_checkpoint(path: Union[str, Path], task: Optional[str] = None):
+    """Rebuild the model of a ``geo3d train`` checkpoint, in eval mode.
+
+    Args:
+        path: A checkpoint written by :func:`geo3d.tasks.train`.
+        task: When given, the model's ``task`` must be this (e.g. "detection").
+
+    Returns:
+        ``(model, state)``: the model with the checkpoint's weights, and the checkpoint.
+
+    Raises:
+        FileFormatError: As :func:`load_checkpoint`.
+        InvalidInputError: No model name in the checkpoint, a model of another task, or
+            weights that do not fit the model (the message names the path).
+    """
+    from geo3d import models
+
+    state = load_checkpoint(path)
+    name = state.get("model_name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"checkpoint {str(path)!r} has no model name: it was not "
+                                f"written by geo3d train, so the model cannot be rebuilt")
+    model = models.create(name, **state.get("model_kwargs", {}))
+    if task is not None and getattr(model, "task", None) != task:
+        raise InvalidInputError(f"checkpoint {str(path)!r} holds {name}, a "
+                                f"{getattr(model, 'task', '?')} model, not a {task} model")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise InvalidInputError(f"checkpoint {str(path)!r} does not fit model {name!r}: "
+                                f"{str(exc).splitlines()[0]}") from None
+    return model.eval(), state

@@ -52,21 +52,10 @@ class Prediction:
 
 def load_model(checkpoint: Union[str, Path]) -> tuple[nn.Module, dict]:
     """Rebuild the model of a ``geo3d train`` checkpoint, in eval mode; returns
-    ``(model, state)``. Raises ``FileFormatError`` / ``InvalidInputError`` naming the path."""
-    from geo3d import models
-    from geo3d.tasks import load_checkpoint
+    ``(model, state)`` (:func:`geo3d.tasks.checkpoint.model_from_checkpoint`)."""
+    from geo3d.tasks.checkpoint import model_from_checkpoint
 
-    state = load_checkpoint(checkpoint)
-    if not state.get("model_name"):
-        raise InvalidInputError(f"checkpoint {str(checkpoint)!r} has no model name: it was not "
-                                f"written by geo3d train, so the model cannot be rebuilt")
-    model = models.create(state["model_name"], **state.get("model_kwargs", {}))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise InvalidInputError(f"checkpoint {str(checkpoint)!r} does not fit model "
-                                f"{state['model_name']!r}: {str(exc).splitlines()[0]}") from None
-    return model.eval(), state
+    return model_from_checkpoint(checkpoint)
 
 
 def model_input(model: nn.Module, data: Data) -> Data:
