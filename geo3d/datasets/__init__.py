@@ -2,7 +2,8 @@
 
 from geo3d.datasets.by_name import *  # noqa: F401,F403
 from geo3d.datasets.kitti import *  # noqa: F401,F403
-from geo3d.datasets.kitti_tracking import KittiTracking, read_kitti_tracking_calib, read_kitti_tracking_labels  # noqa: F401
+from geo3d.datasets.kitti_tracking import (KittiTracking, read_kitti_oxts_poses,  # noqa: F401
+                                           read_kitti_tracking_calib, read_kitti_tracking_labels)
 from geo3d.datasets.modelnet import *  # noqa: F401,F403
 from geo3d.datasets.s3dis import *  # noqa: F401,F403
 from geo3d.datasets.semantic_kitti import *  # noqa: F401,F403

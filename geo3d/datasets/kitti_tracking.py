@@ -6,6 +6,7 @@ Written here, like :mod:`geo3d.datasets.kitti`, whose label-to-LiDAR box convers
     root/training/velodyne/SSSS/NNNNNN.bin   LiDAR scans of sequence SSSS
     root/training/label_02/SSSS.txt          one line per box and frame
     root/training/calib/SSSS.txt             one calibration per sequence
+    root/training/oxts/SSSS.txt              GPS/IMU, one line per frame (optional)
     root/testing/...                         the same without label_02
 
 Label lines are ``frame track_id type truncated occluded alpha x1 y1 x2 y2 h w l x y z
@@ -14,8 +15,15 @@ types not in ``classes`` are skipped. The calibration holds ``P0..P3:``, ``R_rec
 ``Tr_velo_cam`` and ``Tr_imu_velo`` (names with or without a colon, as the files come);
 they are returned under the object-detection names ``R0_rect``, ``Tr_velo_to_cam`` and
 ``Tr_imu_to_velo``. Boxes come out in geo3d's LiDAR convention (see
-:mod:`geo3d.datasets.kitti`). Ego poses (``oxts/``) are not read: frames carry no
-``ego_pose``, so a tracker sees them in the moving sensor frame.
+:mod:`geo3d.datasets.kitti`).
+
+Ego poses: where ``oxts/SSSS.txt`` exists, each frame carries ``ego_pose`` [1, 4, 4], the
+world-from-LiDAR pose with the world frame = the sequence's first LiDAR frame. The OXTS
+latitude, longitude and altitude are projected with the devkit's Mercator convention
+(scale ``cos(lat_0)``, Earth radius 6,378,137 m), the IMU orientation is
+``Rz(yaw) Ry(pitch) Rx(roll)``, and the LiDAR pose is ``T_world_imu inv(Tr_imu_to_velo)``.
+Without the file frames carry no ``ego_pose`` and a tracker works in the moving sensor
+frame.
 """
 
 from __future__ import annotations
@@ -33,7 +41,11 @@ from geo3d.datasets._common import _resolve_index
 from geo3d.errors import FileFormatError, InvalidInputError
 from geo3d.io import read_point_cloud
 
-__all__ = ["KittiTracking", "read_kitti_tracking_calib", "read_kitti_tracking_labels"]
+__all__ = ["KittiTracking", "read_kitti_tracking_calib", "read_kitti_tracking_labels",
+           "read_kitti_oxts_poses"]
+
+_EARTH_RADIUS_M = 6378137.0
+_OXTS_FIELDS = 30
 
 _CALIB_NAMES = {"R_rect": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam", "Tr_imu_velo": "Tr_imu_to_velo"}
 _SHAPES = {12: (3, 4), 9: (3, 3)}
@@ -111,11 +123,63 @@ def read_kitti_tracking_labels(
     return out
 
 
+def _rotation(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    cr, sr, cp, sp, cy, sy = (np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch),
+                              np.cos(yaw), np.sin(yaw))
+    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def read_kitti_oxts_poses(path: PathLike, imu_to_velo: Optional[np.ndarray] = None) -> np.ndarray:
+    """World-from-sensor poses of a KITTI ``oxts/SSSS.txt`` file, one per line (frame).
+
+    Args:
+        path: The OXTS file: 30 numbers per line (lat, lon, alt, roll, pitch, yaw, ...).
+        imu_to_velo: ``Tr_imu_to_velo`` [3, 4] of the calibration; given, the poses are of
+            the LiDAR (``T_world_imu inv(Tr_imu_to_velo)``), else of the IMU.
+
+    Returns:
+        ``[T, 4, 4]`` float64, relative to the first frame (``poses[0]`` is the identity).
+
+    Raises:
+        FileFormatError: Missing/empty file, or a line without 30 finite numbers, or a
+            latitude outside (-90, 90), with its number.
+    """
+    rows = []
+    for number, line in _lines(path):
+        try:
+            values = np.array([float(v) for v in line.split()], dtype=np.float64)
+        except ValueError:
+            values = np.zeros(0)
+        if values.size != _OXTS_FIELDS or not np.isfinite(values).all() or abs(values[0]) >= 90:
+            raise FileFormatError(f"OXTS file {str(path)!r} line {number} is malformed: expected "
+                                  f"{_OXTS_FIELDS} finite numbers starting with a latitude in "
+                                  f"(-90, 90), got {line[:80]!r}")
+        rows.append(values)
+    oxts = np.stack(rows)
+    lat, lon, alt = oxts[:, 0], oxts[:, 1], oxts[:, 2]
+    scale = np.cos(np.deg2rad(lat[0]))
+    poses = np.tile(np.eye(4), (len(oxts), 1, 1))
+    poses[:, 0, 3] = scale * _EARTH_RADIUS_M * np.deg2rad(lon)
+    poses[:, 1, 3] = scale * _EARTH_RADIUS_M * np.log(np.tan(np.deg2rad(90.0 + lat) / 2))
+    poses[:, 2, 3] = alt
+    for t, (roll, pitch, yaw) in enumerate(oxts[:, 3:6]):
+        poses[t, :3, :3] = _rotation(roll, pitch, yaw)
+    if imu_to_velo is not None:
+        velo_from_imu = np.eye(4)
+        velo_from_imu[:3, :] = np.asarray(imu_to_velo, dtype=np.float64).reshape(3, 4)
+        poses = poses @ np.linalg.inv(velo_from_imu)
+    return np.linalg.inv(poses[0]) @ poses
+
+
 class KittiTracking(Dataset):
     """KITTI tracking sequences; item ``i`` is the list of frames of sequence ``i``.
 
     Each frame is ``Data(pos, x, x_names=["intensity"], frame, sequence, boxes,
-    box_labels, track_id)`` (no boxes in ``testing``). Frames are the scans of
+    box_labels, track_id)`` (no boxes in ``testing``), plus ``ego_pose`` [1, 4, 4] where
+    ``oxts/SSSS.txt`` exists (see the module docstring). Frames are the scans of
     ``velodyne/SSSS``, in file order; ``frame`` is the number in the file name.
 
     Args:
@@ -166,10 +230,17 @@ class KittiTracking(Dataset):
         scans = sorted((self.folder / "velodyne" / seq).glob("*.bin"))
         if not scans:
             raise FileFormatError(f"sequence folder {str(self.folder / 'velodyne' / seq)!r} holds no .bin scans")
-        labels = {}
+        labels, poses, calib = {}, None, None
         if self.has_labels:
             calib = read_kitti_tracking_calib(self.folder / "calib" / f"{seq}.txt")
             labels = read_kitti_tracking_labels(self.folder / "label_02" / f"{seq}.txt", calib, self.classes)
+        oxts = self.folder / "oxts" / f"{seq}.txt"
+        if oxts.is_file():
+            calib = calib or read_kitti_tracking_calib(self.folder / "calib" / f"{seq}.txt")
+            if "Tr_imu_to_velo" not in calib or calib["Tr_imu_to_velo"].shape != (3, 4):
+                raise FileFormatError(f"calibration of sequence {seq} lacks Tr_imu_velo, which "
+                                      f"the ego poses of {str(oxts)!r} need")
+            poses = read_kitti_oxts_poses(oxts, calib["Tr_imu_to_velo"])
         for scan in scans:
             if not scan.stem.isdigit():
                 raise FileFormatError(f"scan {str(scan)!r} is not named by its frame number")
@@ -178,6 +249,11 @@ class KittiTracking(Dataset):
             if self.has_labels:
                 empty = (torch.zeros(0, 7), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
                 data.boxes, data.box_labels, data.track_id = labels.get(data.frame, empty)
+            if poses is not None:
+                if data.frame >= len(poses):
+                    raise FileFormatError(f"{str(oxts)!r} has {len(poses)} lines, no pose for "
+                                          f"frame {data.frame}")
+                data.ego_pose = torch.from_numpy(poses[data.frame].astype(np.float32))[None]
             yield data
 
     def __getitem__(self, index: int) -> list[Data]:

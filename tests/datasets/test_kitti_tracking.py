@@ -100,3 +100,56 @@ def test_bad_layout_and_files(tmp_path):
         read_kitti_tracking_calib(root / "training" / "calib" / "0000.txt")
     with pytest.raises(FileFormatError, match="does not exist"):
         read_kitti_tracking_labels(tmp_path / "missing.txt", {})
+
+
+def _oxts_line(lat=49.0, lon=8.4, alt=110.0, roll=0.0, pitch=0.0, yaw=0.0):
+    rest = " ".join(["0.1"] * 19 + ["4", "10", "4", "4", "6"])  # velocities ... modes
+    return f"{lat:.10f} {lon:.10f} {alt:.4f} {roll} {pitch} {yaw} {rest}"
+
+
+def test_oxts_poses_follow_the_mercator_convention(tmp_path):
+    from geo3d.datasets.kitti_tracking import read_kitti_oxts_poses
+
+    metres_per_degree = 6378137.0 * np.pi / 180
+    path = tmp_path / "0000.txt"
+    path.write_text("\n".join([_oxts_line(), _oxts_line(lat=49.0 + 1e-4, yaw=np.pi / 2),
+                               _oxts_line(lon=8.4 + 1e-4, alt=111.0)]) + "\n")
+    poses = read_kitti_oxts_poses(path)
+    assert poses.shape == (3, 4, 4)
+    np.testing.assert_allclose(poses[0], np.eye(4), atol=1e-9)
+    np.testing.assert_allclose(poses[1][:3, 3], [0.0, 1e-4 * metres_per_degree, 0.0], atol=1e-3)
+    np.testing.assert_allclose(poses[1][:3, :3], [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-9)
+    east = 1e-4 * metres_per_degree * np.cos(np.deg2rad(49.0))
+    np.testing.assert_allclose(poses[2][:3, 3], [east, 0.0, 1.0], atol=1e-3)
+
+
+def test_lidar_poses_turn_with_the_imu_to_velo_calibration(tmp_path):
+    from geo3d.datasets.kitti_tracking import read_kitti_oxts_poses
+
+    path = tmp_path / "0000.txt"
+    path.write_text(_oxts_line() + "\n" + _oxts_line(lon=8.4 + 1e-4) + "\n")
+    imu_to_velo = np.array([[0.0, -1, 0, 0.5], [1, 0, 0, -0.3], [0, 0, 1, 0.8]])  # Rz(90 deg)
+    lidar = read_kitti_oxts_poses(path, imu_to_velo)
+    moved = read_kitti_oxts_poses(path)[1][0, 3]  # metres east = along the IMU's x
+    np.testing.assert_allclose(lidar[0], np.eye(4), atol=1e-9)
+    # The IMU's x axis is the LiDAR's y axis: the LiDAR moves along its own +y.
+    np.testing.assert_allclose(lidar[1][:3, 3], [0.0, moved, 0.0], atol=1e-6)
+
+
+def test_sequence_frames_carry_ego_poses_from_oxts(tmp_path):
+    root = _layout(tmp_path)
+    oxts = root / "training" / "oxts"
+    oxts.mkdir()
+    (oxts / "0000.txt").write_text("\n".join(_oxts_line(lon=8.4 + 1e-5 * f) for f in range(3)))
+    frames = KittiTracking(root)[0]
+    assert all(f.ego_pose.shape == (1, 4, 4) and f.ego_pose.dtype == torch.float32 for f in frames)
+    torch.testing.assert_close(frames[0].ego_pose[0], torch.eye(4))
+    step = frames[1].ego_pose[0, :3, 3].norm()
+    assert float(step) == pytest.approx(1e-5 * 6378137.0 * np.pi / 180 * np.cos(np.deg2rad(49)),
+                                        rel=1e-3)
+    (oxts / "0000.txt").write_text(_oxts_line() + "\n")
+    with pytest.raises(FileFormatError, match="no pose for frame 1"):
+        KittiTracking(root)[0]
+    (oxts / "0000.txt").write_text("49.0 8.4 nan\n")
+    with pytest.raises(FileFormatError, match="line 1 is malformed"):
+        KittiTracking(root)[0]
