@@ -20,3 +20,8 @@ from geo3d.efficiency.slimmable import SlimmableModel  # noqa: E402
 
 __all__ += ["ConditionalConfig", "conditional", "BudgetController", "SlimmableModel",
             "EarlyExitModel", "Router", "DistillConfig", "distill", "kd_loss"]
+
+from geo3d.efficiency.equivariant_quant import IrrepsQuantizer  # noqa: E402
+from geo3d.efficiency.mixed_precision import choose_bits, sensitivity  # noqa: E402
+
+__all__ += ["IrrepsQuantizer", "sensitivity", "choose_bits"]

@@ -25,6 +25,11 @@
   sigma|) / 2^(b-1)``; activations from the first batch's range, ``s = (max - min) /
   (Q_p - Q_n)``, ``beta = min - Q_n s``. Then the model trains on ``model.loss`` for
   ``steps`` steps. The last ``nn.Linear`` (the logits) keeps ``last_layer_bits``.
+  Bits can differ per layer: ``layer_bits`` gives them explicitly, ``target_bits`` has
+  them chosen by sensitivity on the calibration batches
+  (:mod:`geo3d.efficiency.mixed_precision`). ``equivariant=True`` also quantizes the
+  e3nn layers, features by irreps (invariant scalars per channel, vectors and tensors
+  by their norm) so equivariance holds (:mod:`geo3d.efficiency.equivariant_quant`).
 
 Both return a new model; the input is never modified.
 """
@@ -35,16 +40,18 @@ import copy
 import dataclasses
 import itertools
 import math
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.utils.hooks import RemovableHandle
 
 from geo3d.efficiency._batches import cycle_batches
 from geo3d.errors import InvalidInputError
 
-__all__ = ["QuantConfig", "QuantReport", "quantize", "LSQQuantizer", "QuantizedBlock"]
+__all__ = ["QuantConfig", "QuantReport", "quantize", "LSQQuantizer", "QuantizedBlock", "attach_lsq",
+           "detach_lsq"]
 
 _METHODS = ("ptq_int8", "qat_lsq")
 _BLOCK_LAYERS = (nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.LeakyReLU, nn.SiLU, nn.GELU,
@@ -61,11 +68,28 @@ class QuantConfig:
             ``ptq_int8`` needs 8.
         compile: ``ptq_int8``: compile the converted blocks with inductor (default True;
             False runs the quantize/dequantize graph in eager, for numerics only).
-        calibration_batches: ``ptq_int8``: at most this many batches calibrate (default 8).
+        calibration_batches: ``ptq_int8``: at most this many batches calibrate (default 8);
+            ``qat_lsq`` with ``target_bits``: the first this many batches measure the
+            sensitivity.
         steps: ``qat_lsq`` training steps (default 200).
         lr: ``qat_lsq`` Adam learning rate of weights, scales and offsets (default 1e-3).
         last_layer_bits: ``qat_lsq`` bits of the last ``nn.Linear`` (the logits), default
-            8; None quantizes it at ``bits`` too.
+            8; None quantizes it at ``bits`` too. Layers named in ``layer_bits`` or chosen
+            by ``target_bits`` ignore it.
+        layer_bits: ``qat_lsq`` explicit bits (8, 4 or 2) of weights and inputs per
+            ``nn.Linear``, by module name (``model.named_modules()``), e.g.
+            ``{"head.0": 4}``; unnamed layers get ``bits`` / ``last_layer_bits``. Default
+            None. A name that matches no ``nn.Linear`` is refused by :func:`quantize`.
+        target_bits: ``qat_lsq`` mixed precision: the bits (8, 4 or 2) of every
+            ``nn.Linear`` are chosen by :func:`~geo3d.efficiency.mixed_precision.sensitivity`
+            on the first ``calibration_batches`` batches so that the parameter-weighted
+            mean weight bits are ``<= target_bits`` (in ``[2, 8]``), then LSQ+ QAT trains
+            with them. Default None. Not with ``layer_bits``.
+        equivariant: ``qat_lsq`` also quantizes the e3nn layers (``o3.Linear``, tensor
+            products, gates, radial MLPs) so that equivariance is kept: irreps inputs by
+            :class:`~geo3d.efficiency.equivariant_quant.IrrepsQuantizer`, e3nn weights
+            with the LSQ+ weight quantizer, at ``bits``. Default False (only
+            ``nn.Linear``).
     """
 
     method: str = "ptq_int8"
@@ -75,6 +99,9 @@ class QuantConfig:
     steps: int = 200
     lr: float = 1e-3
     last_layer_bits: Optional[int] = 8
+    layer_bits: Optional[Mapping[str, int]] = None
+    target_bits: Optional[float] = None
+    equivariant: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -94,6 +121,26 @@ class QuantConfig:
             raise InvalidInputError(f"lr must be a finite positive number, got {self.lr!r}")
         if not isinstance(self.compile, bool):
             raise InvalidInputError(f"compile must be a bool, got {self.compile!r}")
+        if not isinstance(self.equivariant, bool):
+            raise InvalidInputError(f"equivariant must be a bool, got {self.equivariant!r}")
+        for name in ("layer_bits", "target_bits", "equivariant"):
+            if getattr(self, name) not in (None, False) and self.method != "qat_lsq":
+                raise InvalidInputError(f"{name} needs method='qat_lsq', got method={self.method!r}")
+        if self.layer_bits is not None and self.target_bits is not None:
+            raise InvalidInputError("give layer_bits or target_bits, not both")
+        if self.layer_bits is not None:
+            if not isinstance(self.layer_bits, Mapping) or not self.layer_bits:
+                raise InvalidInputError(f"layer_bits must be a non-empty dict of layer name -> bits, "
+                                        f"got {self.layer_bits!r}")
+            bad = {k: v for k, v in self.layer_bits.items()
+                   if not isinstance(k, str) or isinstance(v, bool) or v not in (2, 4, 8)}
+            if bad:
+                raise InvalidInputError(f"layer_bits must map layer names (str) to 8, 4 or 2, got {bad!r}")
+            # a copy: the caller's dict may change later
+            object.__setattr__(self, "layer_bits", dict(self.layer_bits))
+        t = self.target_bits
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 2 <= t <= 8):
+            raise InvalidInputError(f"target_bits must be None or a number in [2, 8], got {t!r}")
 
 
 @dataclasses.dataclass
@@ -108,6 +155,9 @@ class QuantReport:
         float_ops: ``"block: op"`` for every op of a converted block that runs in float
             (neither reading a dequantized int8 tensor nor an activation fused into the
             int8 linear before it), e.g. a BatchNorm that opens a block.
+        layer_bits: the bits of every quantized module (``quantized``), by name.
+        sensitivity: with ``target_bits``, the loss increase per ``nn.Linear`` and bit
+            width that chose ``layer_bits`` (see ``mixed_precision.sensitivity``), else None.
     """
 
     method: str
@@ -115,6 +165,8 @@ class QuantReport:
     quantized: List[str]
     float_modules: List[str]
     float_ops: List[str] = dataclasses.field(default_factory=list)
+    layer_bits: Dict[str, int] = dataclasses.field(default_factory=dict)
+    sensitivity: Optional[Dict[str, Dict[int, float]]] = None
 
 
 def quantize(model: nn.Module, config: QuantConfig, calibration: Any) -> nn.Module:
@@ -132,8 +184,9 @@ def quantize(model: nn.Module, config: QuantConfig, calibration: Any) -> nn.Modu
         ``model``'s mode for ``qat_lsq``; ``result.quant_report`` is a :class:`QuantReport`.
 
     Raises:
-        InvalidInputError: bad config or data, a model that is not float32, or one with
-            nothing to quantize.
+        InvalidInputError: bad config or data, a model that is not float32, one with
+            nothing to quantize, ``layer_bits`` names that match no ``nn.Linear``, or
+            ``equivariant=True`` on a model without e3nn layers.
     """
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -301,6 +354,7 @@ def _ptq_int8(model: nn.Module, config: QuantConfig, calib: List[Any]) -> nn.Mod
     if not report.quantized:
         raise InvalidInputError("ptq_int8: no MLP block ran on the calibration data")
     report.float_modules = _float_modules(out, report.quantized)
+    report.layer_bits = {name: 8 for name in report.quantized}
     out.quant_report = report
     return out
 
@@ -388,20 +442,78 @@ def _quantize_input(module: nn.Module, args: tuple) -> tuple:
     return (module.input_quantizer(args[0]),) + tuple(args[1:])
 
 
+def attach_lsq(module: nn.Module, bits: int, inputs: bool = True) -> Optional[RemovableHandle]:
+    """Fake-quantize ``module.weight`` (signed LSQ+) and its first input (unsigned), in place.
+
+    The weight gets a ``parametrize`` parametrization, the input an ``input_quantizer``
+    child applied by a forward pre-hook. Both initialise on the first forward call.
+
+    Args:
+        module: a module with a ``weight`` parameter read in ``forward`` (``nn.Linear``,
+            e3nn ``o3.Linear`` or radial-MLP layer); modified in place.
+        bits: bit width.
+        inputs: also quantize the first positional input (default True).
+
+    Returns:
+        The hook's handle (None when ``inputs`` is False); :func:`detach_lsq` undoes it all.
+    """
+    parametrize.register_parametrization(module, "weight", LSQQuantizer(bits, signed=True))
+    if not inputs:
+        return None
+    module.input_quantizer = LSQQuantizer(bits, signed=False)
+    return module.register_forward_pre_hook(_quantize_input)
+
+
+def detach_lsq(module: nn.Module, handle: Optional[RemovableHandle]) -> None:
+    """Undo :func:`attach_lsq`: the float weight is back, the input quantizer gone."""
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    if handle is not None:
+        handle.remove()
+        del module.input_quantizer
+
+
+def _linear_bits(model: nn.Module, names: List[str], config: QuantConfig,
+                 calibration: List[Any]) -> Tuple[Dict[str, int], Optional[dict]]:
+    """The bits of each ``nn.Linear`` (``names``, in order) and the sensitivity used."""
+    if config.target_bits is not None:
+        from geo3d.efficiency.mixed_precision import choose_bits, sensitivity
+
+        sens = sensitivity(model, calibration)
+        params = {n: model.get_submodule(n).weight.numel() for n in names}
+        return choose_bits(sens, params, config.target_bits), sens
+    bits = {n: config.bits for n in names}
+    if names and config.last_layer_bits is not None:
+        bits[names[-1]] = config.last_layer_bits
+    unknown = sorted(set(config.layer_bits or ()) - set(names))
+    if unknown:
+        raise InvalidInputError(f"layer_bits names {unknown} match no nn.Linear of {type(model).__name__} "
+                                f"(its nn.Linear layers: {names})")
+    bits.update(config.layer_bits or {})
+    return bits, None
+
+
 def _qat_lsq(model: nn.Module, config: QuantConfig, batches: Iterable) -> nn.Module:
     if not callable(getattr(model, "loss", None)):
         raise InvalidInputError("method='qat_lsq' trains the model: it needs loss(outputs, batch)")
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names and not config.equivariant:
+        raise InvalidInputError(f"qat_lsq found no nn.Linear in {type(model).__name__}: nothing to quantize")
+    calib = [] if config.target_bits is None else list(itertools.islice(batches, config.calibration_batches))
+    bits, sens = _linear_bits(model, names, config, calib)
     out = copy.deepcopy(model)
     was = out.training
-    linears = [(n, m) for n, m in out.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise InvalidInputError(f"qat_lsq found no nn.Linear in {type(model).__name__}: nothing to quantize")
-    for i, (_, lin) in enumerate(linears):
-        last = i == len(linears) - 1 and config.last_layer_bits is not None
-        bits = config.last_layer_bits if last else config.bits
-        parametrize.register_parametrization(lin, "weight", LSQQuantizer(bits, signed=True))
-        lin.input_quantizer = LSQQuantizer(bits, signed=False)
-        lin.register_forward_pre_hook(_quantize_input)
+    for name in names:
+        attach_lsq(out.get_submodule(name), bits[name])
+    quantized = list(names)
+    if config.equivariant:
+        from geo3d.efficiency.equivariant_quant import attach_irreps_quantizers
+
+        e3nn_names = attach_irreps_quantizers(out, config.bits)
+        if not e3nn_names:
+            raise InvalidInputError(f"equivariant=True found no e3nn layer (o3.Linear, TensorProduct, Gate, "
+                                    f"FullyConnectedNet) in {type(model).__name__}")
+        quantized += e3nn_names
+        bits.update({n: config.bits for n in e3nn_names})
     opt = torch.optim.Adam(out.parameters(), lr=config.lr)
     out.train()
     for _, batch in zip(range(config.steps), batches):
@@ -409,9 +521,9 @@ def _qat_lsq(model: nn.Module, config: QuantConfig, batches: Iterable) -> nn.Mod
         out.loss(out(batch), batch).backward()
         opt.step()
     out.train(was)
-    names = [n for n, _ in linears]
-    out.quant_report = QuantReport("qat_lsq", config.bits, names,
-                                   [n for n in _float_modules(out, names)
+    out.quant_report = QuantReport("qat_lsq", config.bits, quantized,
+                                   [n for n in _float_modules(out, quantized)
                                     if not n.endswith(("parametrizations.weight", "input_quantizer"))
-                                    and ".parametrizations." not in n])
+                                    and ".parametrizations." not in n],
+                                   layer_bits={n: bits[n] for n in quantized}, sensitivity=sens)
     return out
