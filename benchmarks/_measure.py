@@ -10,6 +10,10 @@ kind), ``latency_ms``, ``peak_memory_mib``, ``serialized_size``; plus the traini
 
 Latency and memory vary with the machine's other load; the benchmarks print the core
 count and torch's thread count beside them.
+
+Devices: every script takes ``--device cpu|cuda|cuda:N`` (:func:`add_device_arg`,
+:func:`resolve_device`); training and evaluation run there, the cost measurement (params,
+MACs, latency, memory) always on the CPU: ``fit_and_test`` moves the model back first.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -33,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = ["measure", "count_macs", "latency_ms", "peak_memory_mib", "serialized_size",
            "machine_info", "fit_and_test", "write_outputs", "fmt", "add_common_args",
-           "tiny_kwargs", "cost_cells", "COST_HEADER", "resolve_common"]
+           "tiny_kwargs", "cost_cells", "COST_HEADER", "resolve_common", "add_device_arg",
+           "resolve_device", "synchronize"]
 
 
 def count_macs(model: nn.Module, example: Any) -> Dict[str, int]:
@@ -78,19 +84,24 @@ def machine_info() -> dict:
                 torch_threads=torch.get_num_threads(), platform=platform.platform())
 
 
-def _seconds_per_step(model: nn.Module, dataset: Sequence, batch_size: int) -> float:
-    """Seconds of one optimizer step, timed on a throw-away copy (after one warm-up)."""
+def _seconds_per_step(model: nn.Module, dataset: Sequence, batch_size: int,
+                      device: str = "cpu") -> float:
+    """Seconds of one optimizer step on ``device``, timed on a throw-away copy (after one
+    warm-up)."""
     from torch_geometric.loader import DataLoader
 
-    probe = copy.deepcopy(model).train()
+    probe = copy.deepcopy(model).to(device).train()
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-4)
     batches = iter(DataLoader(list(dataset)[: 2 * batch_size], batch_size=batch_size))
     times = []
     for batch in batches:
+        batch = batch.to(device)
+        synchronize(device)
         t0 = time.perf_counter()
         opt.zero_grad()
         probe.loss(probe(batch), batch).backward()
         opt.step()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return times[-1]
 
@@ -99,13 +110,15 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
                  test_sets: Dict[str, Sequence], *, minutes: float, batch_size: int,
                  lr: float, seed: int, class_names: Sequence[str],
                  example: Any, repeats: int = 10, memory: bool = True,
-                 return_model: bool = False) -> dict:
+                 return_model: bool = False, device: str = "cpu") -> dict:
     """Train registry model ``name`` for ``minutes``, evaluate it, and :func:`measure` it.
 
     The cosine schedule is sized to the time budget: one throw-away step is timed and the
     number of epochs is chosen so that ``epochs * steps_per_epoch`` steps take about
     ``minutes``; ``TrainConfig.max_minutes`` stops training at the budget in any case.
-    Validation runs once, at the end; the returned model is the last one.
+    Validation runs once, at the end; the returned model is the last one. Training and
+    evaluation run on ``device`` (``evaluate`` uses the device of the model's parameters);
+    the model is then moved to the CPU, measured there and returned there.
 
     Returns:
         ``{"model", "kwargs", "train": {...}, "val": metrics, "test": {name: metrics},
@@ -116,24 +129,27 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
 
     seed_everything(seed)
     model = models.create(name, **kwargs)
-    step_s = _seconds_per_step(model, train_set, batch_size)
+    step_s = _seconds_per_step(model, train_set, batch_size, device)
     steps_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
     epochs = max(1, int(minutes * 60 / step_s / steps_per_epoch))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=minutes, progress=False, tensorboard=False,
                          eval_every=epochs, warmup_steps=min(10, epochs * steps_per_epoch // 10),
-                         grad_clip=10.0, device="cpu")
+                         grad_clip=10.0, device=device)
     t0 = time.perf_counter()
     result = train(model, train_set, config, val_dataset=val_set, class_names=class_names,
                    num_classes=len(class_names))
     train_minutes = (time.perf_counter() - t0) / 60
+    model.to(device)  # train() put it there already; evaluate() runs where it is
     tests = {key: evaluate(model, ds, batch_size=batch_size, num_classes=len(class_names),
                            class_names=class_names) for key, ds in test_sets.items()}
+    model.cpu()  # the cost is CPU cost
     cost = measure(model, example, spec=(name, kwargs), repeats=repeats, memory=memory)
     return {"model": name, "kwargs": kwargs,
             "train": {"minutes": train_minutes, "budget_minutes": minutes, "epochs": result.epochs,
                       "planned_epochs": epochs, "steps": result.steps, "stopped": result.stopped,
                       "seconds_per_step_probe": step_s, "batch_size": batch_size, "lr": lr,
+                      "device": device,
                       "final_loss": next((r["loss"] for r in reversed(result.history)
                                           if r.get("split") == "train"), None)},
             "val": result.final, "test": tests, "cost": cost,
@@ -181,6 +197,58 @@ def add_common_args(ap, default_out: str) -> None:
     for name in ("--train-size", "--val-size", "--test-size", "--num-points"):
         ap.add_argument(name, type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+
+
+def _device_name(text: str) -> str:
+    """argparse type of ``--device``: ``cpu``, ``cuda`` or ``cuda:N``."""
+    import argparse
+
+    if text in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid device {text!r}: choose cpu, cuda or cuda:N")
+
+
+def add_device_arg(ap, cpu_only: Optional[str] = None, note: Optional[str] = None) -> None:
+    """Add ``--device`` (cpu, cuda, cuda:N; default cpu) to the parser ``ap``.
+
+    Args:
+        ap: an ``argparse.ArgumentParser``.
+        cpu_only: for scripts with nothing to run on a GPU: what runs on the CPU anyway
+            (said in ``--help``; the flag is accepted and recorded).
+        note: appended to the help text (e.g. what else stays on the CPU).
+    """
+    text = ("device of training and evaluation: cpu, cuda or cuda:N (default: cpu); "
+            "costs (params, MACs, latency, memory) are always measured on the CPU")
+    if cpu_only:
+        text = (f"cpu, cuda or cuda:N (default: cpu); accepted and recorded, but the work is "
+                f"CPU-only here: {cpu_only}")
+    if note:
+        text = f"{text}; {note}"
+    ap.add_argument("--device", default="cpu", type=_device_name, metavar="{cpu,cuda,cuda:N}",
+                    help=text)
+
+
+def resolve_device(ap, args) -> str:
+    """``args.device``, checked: a CUDA device must exist (else ``ap.error``: exit 2).
+
+    Call it right after ``parse_args``, before any work.
+    """
+    device = args.device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            ap.error(f"--device {device}: torch sees no CUDA GPU on this machine")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            ap.error(f"--device {device}: torch sees only {torch.cuda.device_count()} CUDA "
+                     f"GPU(s) on this machine")
+    return device
+
+
+def synchronize(device) -> None:
+    """Wait for the queued GPU work of ``device`` (a no-op on the CPU): call it around
+    timed code."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def cost_cells(cost: dict) -> str:

@@ -12,6 +12,10 @@ plus params, MACs, CPU latency, peak memory and size (``benchmarks/_measure.py``
 Target (issue 3): the equivariant model loses < 1 point of accuracy on the rotated set;
 DGCNN, trained without rotation augmentation, is reported beside it.
 
+Training and evaluation run on ``--device`` (default cpu); costs on the CPU. The picture
+``classification_prediction.png`` shows two test shapes, aligned and rotated, each titled
+with its true class and the class the best model (aligned accuracy) predicts.
+
 Writes ``classification.json`` and ``classification.md`` to ``--out`` (atomically) and
 prints the table. Run: ``python benchmarks/classification.py [--quick] [--models ...]``
 """
@@ -25,8 +29,11 @@ from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import (COST_HEADER, add_common_args, cost_cells, fit_and_test, fmt,  # noqa: E402
-                      machine_info, tiny_kwargs, write_outputs, resolve_common)
+from _measure import (COST_HEADER, add_common_args, add_device_arg, cost_cells,  # noqa: E402
+                      fit_and_test, fmt, machine_info, resolve_common, resolve_device,
+                      tiny_kwargs, write_outputs)
+from _pictures import (BAD, GOOD, add_picture_arg, as_object, panel, picture,  # noqa: E402
+                       side_by_side, titled)
 from _rows import cost_fields, make_row  # noqa: E402
 
 MODELS = ("dgcnn_cls", "pointnet2_cls", "equivariant_cls")
@@ -102,10 +109,35 @@ def result_rows(result: dict) -> List[dict]:
     return rows
 
 
+def prediction_picture(model, tests: dict, names: List[str], title: str, count: int = 2):
+    """The first ``count`` test shapes, aligned then rotated, each titled true / predicted
+    class (green: right, red: wrong), points coloured by height."""
+    import torch
+    from torch_geometric.data import Batch
+
+    from geo3d.viewers import points
+
+    model.eval()
+    panels = []
+    for key in ("aligned", "rotated"):
+        shapes_ = tests[key][:count]
+        with torch.no_grad():
+            pred = model(Batch.from_data_list(shapes_)).argmax(-1).cpu().tolist()
+        for data, p in zip(shapes_, pred):
+            true = int(data.y.reshape(-1)[0])
+            scene = as_object(points(data, "height", point_size=4.0))
+            panels.append(panel(scene, f"{key}: {names[true]} -> {names[p]}", 250, 300,
+                                legend=False, title_color=GOOD if p == true else BAD))
+    return titled(side_by_side(panels), f"{title}: true class -> predicted class")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/classification")
+    add_device_arg(ap)
+    add_picture_arg(ap)
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     models, minutes, repeats = resolve_common(ap, args, MODELS)
     q = args.quick
     num_points = args.num_points or (512 if q else 1024)
@@ -114,7 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     batch_size = args.batch_size or (8 if q else 16)
     settings = dict(quick=q, minutes=minutes, seed=args.seed, repeats=repeats, models=models,
                     num_points=num_points, sizes=sizes, batch_size=batch_size, lr=args.lr,
-                    tiny=args.tiny)
+                    tiny=args.tiny, device=device)
     from geo3d.datasets import SyntheticShapes
 
     t0 = time.perf_counter()
@@ -124,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
              "rotated": shapes("test", sizes["test"], num_points, args.seed, "so3")}
     print(f"data ready in {time.perf_counter() - t0:.1f} s", flush=True)
     names = list(SyntheticShapes.CLASS_NAMES)
-    rows = []
+    rows, shown = [], None  # shown: (aligned accuracy, model, title) for the picture
     for name in models:
         kwargs = dict(in_channels=0, num_classes=len(names),
                       **(tiny_kwargs(name) if args.tiny else MODEL_KWARGS[name]))
@@ -132,7 +164,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         wall, cpu = time.perf_counter(), time.process_time()
         row = fit_and_test(name, kwargs, train_set, val_set, tests, minutes=minutes,
                            batch_size=batch_size, lr=args.lr, seed=args.seed, class_names=names,
-                           example=tests["aligned"][0], repeats=repeats, memory=not args.no_memory)
+                           example=tests["aligned"][0], repeats=repeats, memory=not args.no_memory,
+                           device=device, return_model=True)
+        trained = row.pop("trained_model")
         # CPU seconds of this process (all its threads) over train + test + measure, beside
         # the wall seconds of the same span: their ratio shows the cores it really had
         row["cpu_seconds"] = time.process_time() - cpu
@@ -145,8 +179,15 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{row['cpu_seconds'] / 60:.1f} min in {row['wall_seconds'] / 60:.1f} min)",
               flush=True)
         rows.append(row)
-    result = {"machine": machine_info(), "settings": settings, "rows": rows,
-              "class_names": names,
+        if shown is None or row["aligned_acc"] > shown[0]:
+            shown = (row["aligned_acc"], trained, f"{name} (aligned acc "
+                                                  f"{100 * row['aligned_acc']:.0f}%)")
+        del trained
+    written = None if shown is None else picture(
+        args.out, "classification_prediction.png",
+        lambda: prediction_picture(shown[1], tests, names, shown[2]), enabled=not args.no_pictures)
+    result = {"machine": machine_info(), "device": device, "settings": settings, "rows": rows,
+              "class_names": names, "pictures": [written] if written else [],
               "wall_minutes": (time.perf_counter() - t0) / 60}
     by_name = {r["model"]: r for r in rows}
     if "equivariant_cls" in by_name:

@@ -18,7 +18,9 @@ On ``SyntheticShapes`` classification (8 classes, ``pos`` only), for ``dgcnn_cls
 MACs per shape of early exit and routing are measured on one batch of test shapes (the
 work actually done, divided by the number of shapes). Writes ``conditional.json`` (with a
 ``"results"`` list of :class:`geo3d.bench.results.ResultRow`) and ``conditional.md`` to
-``--out``. Run: ``python benchmarks/conditional.py [--quick]``.
+``--out``. Training runs on ``--device`` (default cpu); each model is moved back to the
+CPU after training, and evaluation, MACs and latency run there (the conditional wrappers
+keep per-call statistics on the CPU). Run: ``python benchmarks/conditional.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import List, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import _seconds_per_step, fmt, machine_info, write_outputs  # noqa: E402
+from _measure import (_seconds_per_step, add_device_arg, fmt, machine_info,  # noqa: E402
+                      resolve_device, write_outputs)
 
 MODELS = ("dgcnn_cls", "pointnet2_cls")
 MODEL_KWARGS = {"dgcnn_cls": dict(width=32, emb_channels=256, k=16, head_channels=(128, 64)),
@@ -52,19 +55,23 @@ def shapes(split: str, size: int, num_points: int, seed: int) -> List:
     return [ds[i] for i in range(size)]
 
 
-def fit(model, train_set, minutes: float, batch_size: int, lr: float, seed: int):
-    """Train ``model`` in place for about ``minutes`` (cosine schedule sized to it)."""
+def fit(model, train_set, minutes: float, batch_size: int, lr: float, seed: int,
+        device: str = "cpu"):
+    """Train ``model`` in place on ``device`` for about ``minutes`` (cosine schedule sized
+    to it), then move it back to the CPU."""
     from geo3d.tasks import TrainConfig, seed_everything, train
 
     seed_everything(seed)
-    step_s = _seconds_per_step(model, train_set, batch_size)
+    step_s = _seconds_per_step(model, train_set, batch_size, device)
     per_epoch = max(1, math.ceil(len(train_set) / batch_size))
     epochs = max(1, int(minutes * 60 / step_s / per_epoch))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=minutes, progress=False, tensorboard=False, grad_clip=10.0,
-                         warmup_steps=min(10, epochs * per_epoch // 10), device="cpu")
+                         warmup_steps=min(10, epochs * per_epoch // 10), device=device)
     result = train(model, train_set, config)
-    return {"steps": result.steps, "epochs": result.epochs, "stopped": result.stopped}
+    model.cpu()
+    return {"steps": result.steps, "epochs": result.epochs, "stopped": result.stopped,
+            "device": device}
 
 
 def oa(model, test_set, batch_size: int) -> float:
@@ -89,9 +96,11 @@ def budget_sweep(name, kwargs, data, s, out_rows):
     dense = models.create(name, **kwargs)
     slim = conditional(dense, ConditionalConfig(method="budget"))
     print(f"{name}: dense, {s['minutes']} min", flush=True)
-    dense_fit = fit(dense, data["train"], s["minutes"], s["batch_size"], s["lr"], s["seed"])
+    dense_fit = fit(dense, data["train"], s["minutes"], s["batch_size"], s["lr"], s["seed"],
+                    s["device"])
     print(f"{name}: slimmable (sandwich), {s['minutes']} min", flush=True)
-    slim_fit = fit(slim, data["train"], s["minutes"], s["batch_size"], s["lr"], s["seed"])
+    slim_fit = fit(slim, data["train"], s["minutes"], s["batch_size"], s["lr"], s["seed"],
+                   s["device"])
     example = data["test"][0]
     dense_macs = count_macs(dense, example)
     out_rows.append(row(name, "dense", oa(dense, data["test"], s["batch_size"]),
@@ -120,7 +129,8 @@ def early_exit(name, dense, data, s, out_rows):
 
     ee = conditional(dense, ConditionalConfig(method="early_exit", exit_hidden=64))
     print(f"{name}: exit heads, {s['exit_minutes']} min", flush=True)
-    ee_fit = fit(ee, data["train"], s["exit_minutes"], s["batch_size"], s["lr"], s["seed"])
+    ee_fit = fit(ee, data["train"], s["exit_minutes"], s["batch_size"], s["lr"], s["seed"],
+                 s["device"])
     probe = Batch.from_data_list(data["test"][: s["mac_batch"]])
     dense_macs = count_macs(dense, probe) / probe.num_graphs
     for th in THRESHOLDS:
@@ -167,7 +177,8 @@ def distillation(teacher, data, s, out_rows):
         student = models.create("dgcnn_cls", in_channels=0, num_classes=8, **STUDENT_KWARGS)
         trained = student if config is None else Distiller(student, copy.deepcopy(teacher), config)
         print(f"student dgcnn_cls ({label}), {s['minutes']} min", flush=True)
-        student_fit = fit(trained, data["train"], s["minutes"], s["batch_size"], s["lr"], s["seed"])
+        student_fit = fit(trained, data["train"], s["minutes"], s["batch_size"], s["lr"], s["seed"],
+                          s["device"])
         out_rows.append(row("dgcnn_cls", f"student {label}", oa(student, data["test"], s["batch_size"]),
                             params=sum(p.numel() for p in student.parameters()),
                             macs=count_macs(student, example),
@@ -208,12 +219,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--minutes", type=float, default=None, help="per training run (default 3; --quick 0.5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
+    add_device_arg(ap, note="evaluation, MACs and latency run on the CPU")
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     q = args.quick
     minutes = args.minutes if args.minutes is not None else (0.5 if q else 3.0)
     s = dict(quick=q, minutes=minutes, exit_minutes=minutes / 2, seed=args.seed, lr=args.lr,
              num_points=256 if q else 512, sizes=dict(train=64 if q else 320, test=32 if q else 160),
-             batch_size=8, repeats=3 if q else 10, mac_batch=16 if q else 32, models=args.models)
+             batch_size=8, repeats=3 if q else 10, mac_batch=16 if q else 32, models=args.models,
+             device=device)
     t0 = time.perf_counter()
     data = {k: shapes(k, n, s["num_points"], args.seed) for k, n in s["sizes"].items()}
     print(f"data ready in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -228,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             dense_dgcnn = dense
     if dense_dgcnn is not None:
         distillation(dense_dgcnn, data, s, rows)
-    result = {"machine": machine_info(), "settings": s, "results": rows,
+    result = {"machine": machine_info(), "device": device, "settings": s, "results": rows,
               "wall_minutes": (time.perf_counter() - t0) / 60}
     md = markdown(result)
     print(md)

@@ -26,6 +26,11 @@ What it does, per model (``pointnet2_det`` by default; ``dgcnn_det`` with ``--mo
   about z (x' = y, y' = -x) and raised by 0.11 m into the simulator's frame (KITTI-like,
   1.73 m); intensities are scaled to [0, 1] (nuScenes: /255).
 
+The picture ``detection_prediction.png`` shows the first test frame from above (the
++-32 m grid): ground-truth boxes solid, the first model's detections with score >= 0.3
+dashed and lighter, in the class colours. Evaluation runs on ``--device`` too; costs
+and the real scans on the CPU.
+
 Writes ``detection.json``, ``detection.md``, ``<model>.pt`` (weights + kwargs, for
 ``geo3d detect --checkpoint``), and ``real_<scan>.json`` / ``real_<scan>.png`` into
 ``--out`` (atomically). Run: ``python benchmarks/detection.py [--quick] [--cache DIR]``
@@ -46,8 +51,10 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import (COST_HEADER, add_common_args, cost_cells, fmt, machine_info,  # noqa: E402
-                      measure, resolve_common, write_outputs)
+from _measure import (COST_HEADER, add_common_args, add_device_arg, cost_cells, fmt,  # noqa: E402
+                      machine_info, measure, resolve_common, resolve_device, synchronize,
+                      write_outputs)
+from _pictures import add_picture_arg, bev_camera, panel, picture  # noqa: E402
 from _rows import cost_fields, make_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,8 +224,7 @@ def fit(name: str, kwargs: dict, train_frames: List[Data], val_frames: List[Data
         opt.zero_grad()
         probe.loss(probe(batch), batch).backward()
         opt.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     del probe, opt
     steps_per_epoch = max(1, math.ceil(len(train_frames) / batch_size))
@@ -287,6 +293,20 @@ def real_scans(model, real_dir: Path, out_dir: Path) -> dict:
                       "detections_score_ge_0.3": strong, "conversion": scan.conversion,
                       "top": payload["detections"][:5]}
     return found
+
+
+def prediction_picture(frame: Data, pred: Data, title: str, min_score: float = 0.3,
+                       half_extent: float = 32.0):
+    """One frame from above: points grey, ground-truth boxes solid, detections with
+    ``box_scores >= min_score`` dashed, in the class colours."""
+    from geo3d.viewers import boxes, points
+
+    keep = pred.box_scores >= min_score
+    scene = (points(Data(pos=frame.pos), "uniform", color=(0.45, 0.45, 0.45))
+             + boxes(frame.boxes, frame.box_labels, names=CLASS_NAMES)
+             + boxes(pred.boxes[keep], pred.box_labels[keep], names=CLASS_NAMES, predicted=True))
+    return panel(scene, f"ground truth (solid) and {title} detections, score >= {min_score:g} "
+                        f"(dashed)", 640, 640, camera=bev_camera(half_extent, 640, 640))
 
 
 # --------------------------------------------------------------------------- report
@@ -361,7 +381,8 @@ def result_rows(result: dict) -> List[dict]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/detection")
-    ap.add_argument("--device", default="cpu", help="training device: cpu, cuda (default cpu)")
+    add_device_arg(ap)
+    add_picture_arg(ap)
     ap.add_argument("--cache", default=None, help="folder of prepared frames (read / written)")
     ap.add_argument("--checkpoint", default=None, help="evaluate this checkpoint, no training")
     ap.add_argument("--min-points", type=int, default=5,
@@ -373,6 +394,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="torch threads (default: torch's); 1 is several times faster on a "
                          "CPU shared with other jobs (measured 2 s vs 12-20 s per step)")
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     models_, minutes, repeats = resolve_common(ap, args, MODELS)
@@ -383,11 +405,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                  test=args.test_size or (8 if q else 40))
     batch_size = args.batch_size or (2 if q else 4)
     settings = dict(quick=q, minutes=minutes, seed=args.seed, repeats=repeats, models=models_,
-                    sizes=sizes, batch_size=batch_size, lr=args.lr, device=args.device,
+                    sizes=sizes, batch_size=batch_size, lr=args.lr, device=device,
                     min_points=args.min_points, checkpoint=args.checkpoint, tiny=args.tiny)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine_info(), "settings": settings, "rows": []}
+    result = {"machine": machine_info(), "device": device, "settings": settings, "rows": [],
+              "pictures": []}
+    shown = None  # (first test frame, its detections, model name) for the picture
     t_start = time.perf_counter()
     t0 = time.perf_counter()
     train_frames = [] if args.checkpoint else load_split("train", sizes["train"], args.seed, args.cache)
@@ -403,9 +427,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             kwargs = dict(TINY[name]) if args.tiny else dict(BENCH_KWARGS[name])
             print(f"{name}: training {minutes} min on {len(train_frames)} frames "
-                  f"({args.device})", flush=True)
+                  f"({device})", flush=True)
             row = fit(name, kwargs, train_frames, val_frames, minutes=minutes,
-                      batch_size=batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                      batch_size=batch_size, lr=args.lr, seed=args.seed, device=device,
                       out_dir=out_dir)
             model = row.pop("module")
             ckpt = save_model(model, name, kwargs, out_dir / f"{name}.pt", row["train"])
@@ -415,9 +439,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.skip_eval:
             result["rows"].append(row)
             continue
-        model = model.cpu().eval()
+        model = model.to(device).eval()
         grid = model.grid
-        preds = predict_all(model, test_frames, batch_size, "cpu")
+        preds = [p.cpu() for p in predict_all(model, test_frames, batch_size, device)]
+        model = model.cpu()  # the cost is CPU cost
+        if shown is None and test_frames:
+            shown = (test_frames[0], preds[0], name)
         row["test"] = detection_metrics(preds, eval_targets(test_frames, args.min_points, grid))
         print(f"{name}: test mAP 3D {row['test']['mAP_3d_kitti']:.3f}, BEV "
               f"{row['test']['mAP_bev_kitti']:.3f}, nuScenes {row['test']['nuscenes_mAP']:.3f}",
@@ -431,6 +458,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                               memory=not args.no_memory)
         row["real"] = real_scans(model, Path(args.real_dir), out_dir)
         result["rows"].append(row)
+    if shown is not None:
+        written = picture(args.out, "detection_prediction.png",
+                          lambda: prediction_picture(*shown), enabled=not args.no_pictures)
+        result["pictures"] = [written] if written else []
     result["wall_minutes"] = (time.perf_counter() - t_start) / 60
     if args.skip_eval:
         (out_dir / "train_only.json").write_text(json.dumps(result, indent=2, default=str))

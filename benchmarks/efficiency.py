@@ -23,6 +23,11 @@ rows each block sees). Writes ``efficiency.json``, ``efficiency.md`` and
 Targets (issue 7, 2 cores): int8 >= 1.5x end to end (>= 2x on the MLP parts), <= 1 point
 mIoU drop; 50% structured + fine-tuning >= 1.5x, <= 1 point; LTP >= 10x compression, <= 1
 point; 4-bit LSQ+ <= 2 points. Conditional compute (budget 0.25) is not implemented yet.
+
+Devices: the dense models train and are evaluated on ``--device`` (default cpu); the
+transforms, fine-tuning, the variants' evaluation and every latency run on the CPU. The
+picture ``efficiency_prediction.png`` shows a test shape's ground-truth parts beside the
+first model's dense prediction and its first variant's (compressed) prediction.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import (add_common_args, fit_and_test, fmt, machine_info,  # noqa: E402
-                      resolve_common, tiny_kwargs, write_outputs)
+from _measure import (add_common_args, add_device_arg, fit_and_test, fmt,  # noqa: E402
+                      machine_info, resolve_common, resolve_device, tiny_kwargs, write_outputs)
+from _pictures import add_picture_arg, as_object, panel, picture, side_by_side  # noqa: E402
+from _rows import make_row  # noqa: E402
 
 MODELS = ("dgcnn_seg", "pointnet2_seg", "equivariant_seg", "gem_seg")
 VARIANTS = ("ptq_int8", "structured50_ft", "magnitude50", "ltp", "lsq4")
@@ -169,6 +176,23 @@ def _target(variant: str, row: dict) -> str:
     return "met" if ok else "NOT met"
 
 
+def result_rows(result: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): test mIoU and cost of the
+    dense model and of every variant that applied (variants that failed are left out)."""
+    rows = []
+    for r in result["rows"]:
+        if "error" in r:
+            continue
+        prof = r["profile"]
+        rows.append(make_row(
+            "efficiency", "part segmentation, compressed (SyntheticShapes)", r["model"], "mIoU",
+            r["mIoU"], variant=r["variant"], params=prof["params"], macs=prof["macs"],
+            latency_ms=r.get("latency_ms"), size_bytes=prof["size_bytes"],
+            metrics={"nonzero_params": prof["nonzero_params"], "speedup": r.get("speedup"),
+                     "compression": r.get("compression"), "drop_points": r.get("drop_points")}))
+    return rows
+
+
 def _plot(rows: List[dict], path: Path) -> None:
     import matplotlib
 
@@ -195,6 +219,22 @@ def _plot(rows: List[dict], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def prediction_picture(data, names: List[str], models: List[tuple]):
+    """Ground-truth parts of one test shape | the parts each ``(title, model)`` predicts."""
+    from torch_geometric.data import Batch, Data
+
+    from geo3d.viewers import points
+
+    panels = [panel(as_object(points(data, "label", names=names, point_size=4.0)),
+                    "ground truth", 340, 400)]
+    for title, model in models:
+        with torch.no_grad():
+            pred = model.eval()(Batch.from_data_list([data])).argmax(-1)
+        scene = points(data, "prediction", prediction=Data(y=pred), names=names, point_size=4.0)
+        panels.append(panel(as_object(scene), title, 340, 400))
+    return side_by_side(panels)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/efficiency")
@@ -203,7 +243,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="fine-tuning after structured pruning (default: half of --minutes)")
     ap.add_argument("--steps", type=int, default=None, help="LTP / LSQ+ steps (default 300; --quick 30)")
     ap.add_argument("--l0-weight", type=float, default=2.0, help="LTP soft-L0 weight (default 2)")
+    add_device_arg(ap, note="here only the dense training and its evaluation use it")
+    add_picture_arg(ap)
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     from geo3d.models import list_models
 
     known = [m for m in MODELS if m in list_models()]
@@ -228,17 +271,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings = dict(quick=q, minutes=minutes, finetune_minutes=args.finetune_minutes,
                     steps=args.steps, seed=args.seed, repeats=repeats, models=models,
                     variants=args.variants, num_points=num_points, sizes=sizes,
-                    latency_batch=latency_batch, lr=args.lr)
-    result = {"machine": machine_info(), "settings": settings, "rows": []}
+                    latency_batch=latency_batch, lr=args.lr, device=device)
+    result = {"machine": machine_info(), "device": device, "settings": settings, "rows": []}
+    shown: List[tuple] = []  # (title, model) of the picture: the first model's dense + variant
     bs = args.batch_size or 8
     for name in models:
         kwargs = dict(in_channels=0, num_classes=len(names), **(tiny_kwargs(name) if args.tiny else {}))
         fit = fit_and_test(name, kwargs, data["train"], data["val"], {"test": data["test"]},
                            minutes=minutes, batch_size=bs, lr=args.lr, seed=args.seed,
                            class_names=names, example=example, repeats=1, memory=False,
-                           return_model=True)
+                           return_model=True, device=device)
         dense = fit["trained_model"]
         base = fit["test"]["test"]["mIoU"]
+        if not shown:
+            shown.append((f"{name} dense, mIoU {100 * base:.0f}%", dense))
         prof = profile(dense, example, repeats=0, memory=False)
         result["rows"].append({"model": name, "variant": "dense", "mIoU": base, "drop_points": 0.0,
                                "profile": prof.as_dict(), "compression": compression_ratio(dense),
@@ -273,12 +319,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 row["float_ops"] = model.quant_report.float_ops
                 row["float_modules"] = model.quant_report.float_modules
             row["target"] = _target(variant, row)
+            if len(shown) == 1 and shown[0][1] is dense:
+                shown.append((f"{variant}, mIoU {100 * row['mIoU']:.0f}%", model))
             result["rows"].append(row)
             print(f"[{name}/{variant}] mIoU {row['mIoU']:.3f} (dense {base:.3f}), "
                   f"{row['speedup']:.2f}x, compression {row['compression']:.1f}", flush=True)
         dense_row["latency_ms"] = statistics.median(dense_times) if dense_times else None
     Path(args.out).mkdir(parents=True, exist_ok=True)
     _plot(result["rows"], Path(args.out) / "efficiency.png")
+    written = None if not shown else picture(
+        args.out, "efficiency_prediction.png",
+        lambda: prediction_picture(data["test"][0], names, shown), enabled=not args.no_pictures)
+    result["pictures"] = [written] if written else []
+    result["results"] = result_rows(result)
     write_outputs(args.out, "efficiency", result, markdown(result))
     return 0
 

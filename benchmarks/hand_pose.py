@@ -24,7 +24,13 @@ structural terms cut the bone-length error by >= 50% and bring joints outside th
 ~0%; the priors help the small model more than the large one. The Markdown says which
 were met by this run.
 
-Writes ``hand_pose.json``, ``hand_pose.md`` and ``hand_pose_success.png`` to ``--out``.
+Training and evaluation run on ``--device`` (default cpu); costs on the CPU. The picture
+``hand_pose_prediction.png`` shows the depth points around the hand of the first test
+frame, seen from the camera, with the ground-truth skeleton beside the skeleton the last
+run (the largest model with all terms, by default) predicts.
+
+Writes ``hand_pose.json``, ``hand_pose.md``, ``hand_pose_success.png`` and
+``hand_pose_prediction.png`` to ``--out``.
 Run: ``python benchmarks/hand_pose.py [--quick] [--minutes M] [--configs ...] [--models ...]
 [--cache DIR]``
 """
@@ -41,7 +47,9 @@ from typing import Dict, List
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import add_common_args, fit_and_test, fmt, machine_info, write_outputs  # noqa: E402
+from _measure import (add_common_args, add_device_arg, fit_and_test, fmt,  # noqa: E402
+                      machine_info, resolve_device, write_outputs)
+from _pictures import add_picture_arg, panel, picture, side_by_side  # noqa: E402
 from _rows import cost_fields, make_row  # noqa: E402
 
 CONFIGS = ("none", "bone", "angle", "inside", "all")
@@ -111,6 +119,34 @@ def success_plot(runs: List[dict], path: Path) -> None:
     from geo3d.io.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
+
+
+def hand_picture(model, data, title: str, margin: float = 0.04):
+    """Depth points within ``margin`` m of the hand's joints' box, seen from the camera,
+    with the ground-truth skeleton | the predicted skeleton."""
+    from torch_geometric.data import Batch, Data
+
+    from geo3d.viewers import Camera, hand, points
+    from geo3d.viewers.palettes import NONE_COLOR
+
+    model.eval()
+    with torch.no_grad():
+        pred = model(Batch.from_data_list([data]))["joints"].reshape(-1, 3).cpu()
+    # camera frame (x right, y down, z forward) turned 180 deg about x, so the viewer looks
+    # down -z from above and the viewer's lights fall on the sides facing it
+    flip = torch.tensor([1.0, -1.0, -1.0])
+    gt, pred = data.joints.reshape(-1, 3) * flip, pred * flip
+    pos = data.pos * flip
+    lo, hi = gt.min(0).values - margin, gt.max(0).values + margin
+    near = ((pos >= lo) & (pos <= hi)).all(1)
+    cloud = points(Data(pos=pos[near]), "uniform", color=NONE_COLOR, point_size=2.0)
+    centre = ((lo + hi) / 2).tolist()
+    size = float((hi - lo).max())
+    camera = Camera(centre, (centre[0], centre[1], centre[2] + 2.2 * size), up=(0, 1, 0),
+                    fov=30.0, near=0.1 * size, far=10 * size)
+    return side_by_side([
+        panel(cloud + hand(gt), "ground truth", camera=camera),
+        panel(cloud + hand(pred, predicted=True), f"prediction: {title}", camera=camera)])
 
 
 def markdown(result: dict) -> str:
@@ -194,7 +230,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on 2 shared cores one thread per process "
                          "was ~10x faster than 2 threads competing with other processes)")
+    add_device_arg(ap)
+    add_picture_arg(ap)
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     torch.set_num_threads(args.threads)
     models = args.models or list(MODELS)
     unknown = sorted(set(models) - set(MODELS))
@@ -216,6 +255,7 @@ def main(argv=None) -> int:
     sizes = {"hand_pose_small": ("small", {"width": 4} if args.tiny else {}),
              "hand_pose": ("large", {"width": args.large_width, **tiny})}
     runs: List[Dict] = []
+    shown = None  # (model, title) of the picture: the last run
     for name in models:
         size, kwargs = sizes[name]
         for config in args.configs:
@@ -223,7 +263,10 @@ def main(argv=None) -> int:
             r = fit_and_test(name, kw, train_set, test_set[:n_val], {"test": test_set},
                              minutes=minutes, batch_size=batch_size, lr=args.lr, seed=args.seed,
                              class_names=["hand"], example=test_set[0],
-                             repeats=args.repeats or (3 if args.quick else 10), memory=not args.no_memory)
+                             repeats=args.repeats or (3 if args.quick else 10),
+                             memory=not args.no_memory, device=device, return_model=True)
+            shown = (r.pop("trained_model"), f"{name} ({config}), "
+                                             f"{r['test']['test']['mean_error_mm']:.1f} mm mean")
             r.update(size=size, config=config)
             r["kwargs"] = {k: (v.__dict__ if k == "weights" else v) for k, v in kw.items()}
             t = r["test"]["test"]
@@ -232,13 +275,18 @@ def main(argv=None) -> int:
                   f"latency {r['cost']['latency_ms']:.1f} ms epochs {r['train']['epochs']}", flush=True)
             runs.append(r)
     result = {"sizes": {"train": n_train, "test": n_test}, "camera": f"{args.width}x{args.height}",
-              "minutes": minutes, "machine": machine_info(), "runs": runs, "targets": targets(runs)}
+              "minutes": minutes, "machine": machine_info(), "device": device, "runs": runs,
+              "targets": targets(runs), "pictures": []}
     result["results"] = result_rows(result)
     md = markdown(result)
     print(md)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     success_plot(runs, out / "hand_pose_success.png")
+    written = None if shown is None else picture(
+        out, "hand_pose_prediction.png", lambda: hand_picture(shown[0], test_set[0], shown[1]),
+        enabled=not args.no_pictures)
+    result["pictures"] = [written] if written else []
     write_outputs(args.out, "hand_pose", result, md)
     return 0
 

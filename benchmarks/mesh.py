@@ -18,11 +18,16 @@ Reported: exact correspondence accuracy; accuracy within a geodesic radius ``r``
 true vertex (geodesics on the rest template, Dijkstra on its edge graph, metres; the
 body is 1.8 m tall); part mIoU (10 parts, the part of the predicted vertex); params, MACs
 (``geo3d.efficiency.profile``: message passing included; GemConv counted on its
-message-passing path, see ``_unfused_macs``), CPU latency on one mesh and size (peak memory
-is not measured: the profiler's child process cuts the example to 64 vertices, which
-breaks a mesh's faces). Target (issue 4): >= 99% exact correspondence on the test split.
+message-passing path, see ``_unfused_macs``), CPU latency on one mesh, peak memory of one
+inference (gem_corr; in a fresh process) and size. Target (issue 4): >= 99% exact correspondence on the test split.
 
 Also timed: :func:`geo3d.geometry.mesh.mesh_geometry` on a 163,842-vertex icosphere.
+
+Training and the correspondence metrics run on ``--device`` (default cpu); costs on the
+CPU. The picture ``mesh_prediction.png`` shows a test mesh coloured by its ground-truth
+correspondence (each template vertex's colour: its position in the template's bounding
+box) beside the correspondence the first model (``gem_corr``) predicts, and the
+prediction on a re-triangulated test mesh.
 
 Writes ``mesh.json`` and ``mesh.md`` (atomically) to ``--out`` and prints the tables.
 Run: ``python benchmarks/mesh.py [--quick] [--minutes M] [--threads T] [--geometry-only]``
@@ -42,7 +47,10 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import fmt, machine_info, measure, write_outputs  # noqa: E402
+from _measure import (add_device_arg, fmt, machine_info, measure, resolve_device,  # noqa: E402
+                      synchronize, write_outputs)
+from _pictures import add_picture_arg, panel, picture, side_by_side  # noqa: E402
+from _rows import cost_fields, make_row  # noqa: E402
 
 RADII = (0.02, 0.05, 0.10)
 TARGET = 0.99
@@ -97,12 +105,13 @@ def geodesic_matrix() -> np.ndarray:
 
 @torch.no_grad()
 def correspondence_metrics(model: nn.Module, dataset: Sequence, geodesic: np.ndarray,
-                           part_of: np.ndarray, num_parts: int) -> dict:
-    """Exact and geodesic-radius accuracy, mean geodesic error and part mIoU."""
+                           part_of: np.ndarray, num_parts: int, device: str = "cpu") -> dict:
+    """Exact and geodesic-radius accuracy, mean geodesic error and part mIoU (the model
+    runs where its parameters are, on ``device``)."""
     model.eval()
     pred, true = [], []
     for data in dataset:
-        pred.append(model(data).argmax(1).numpy())
+        pred.append(model(data.to(device)).argmax(1).cpu().numpy())
         true.append(data.corr.numpy())
     pred, true = np.concatenate(pred), np.concatenate(true)
     err = geodesic[pred, true]
@@ -161,17 +170,20 @@ def geometry_timing(subdivisions: int = 7, repeats: int = 3) -> dict:
 
 
 def _fit(model: nn.Module, train_set: List, val_set: List, minutes: float, batch_size: int,
-         lr: float, seed: int) -> dict:
+         lr: float, seed: int, device: str = "cpu") -> dict:
+    """Train ``model`` on ``device`` for about ``minutes``; it stays on ``device``."""
     from geo3d.tasks import TrainConfig, train
     from torch_geometric.loader import DataLoader
 
-    probe = next(iter(DataLoader(train_set[:batch_size], batch_size=batch_size)))
-    model.train()
+    probe = next(iter(DataLoader(train_set[:batch_size], batch_size=batch_size))).to(device)
+    model.to(device).train()
     times = []
     for _ in range(2):  # the faster of two forward + backward passes
+        synchronize(device)
         t0 = time.perf_counter()
         model.loss(model(probe), probe).backward()
         model.zero_grad()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     step_s = min(times)
     steps_per_epoch = math.ceil(len(train_set) / batch_size)
@@ -180,12 +192,36 @@ def _fit(model: nn.Module, train_set: List, val_set: List, minutes: float, batch
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=minutes, progress=False, tensorboard=False,
                          eval_every=epochs, warmup_steps=min(50, epochs * steps_per_epoch // 20),
-                         grad_clip=10.0, device="cpu", weight_decay=1e-4)
+                         grad_clip=10.0, device=device, weight_decay=1e-4)
     t0 = time.perf_counter()
     result = train(model, train_set, config, val_dataset=val_set)
     return {"minutes": (time.perf_counter() - t0) / 60, "budget_minutes": minutes,
             "epochs": result.epochs, "planned_epochs": epochs, "steps": result.steps,
-            "stopped": result.stopped, "batch_size": batch_size, "lr": lr}
+            "stopped": result.stopped, "batch_size": batch_size, "lr": lr, "device": device}
+
+
+def prediction_picture(model: nn.Module, tests: Dict[str, List], template_pos: Tensor,
+                       title: str) -> np.ndarray:
+    """A test mesh coloured by true | predicted template vertex, and the prediction on a
+    re-triangulated test mesh (CPU, eval mode)."""
+    from geo3d.viewers import mesh
+
+    model.eval()
+    scenes, titles = [], []
+    with torch.no_grad():
+        data = tests["test"][0]
+        scenes.append(mesh(data, "correspondence", correspondence=data.corr,
+                           template_pos=template_pos))
+        titles.append("ground-truth correspondence")
+        scenes.append(mesh(data, "correspondence", correspondence=model(data).argmax(1),
+                           template_pos=template_pos))
+        titles.append(f"predicted: {title}")
+        if tests.get("test_retriangulated"):
+            data = tests["test_retriangulated"][0]
+            scenes.append(mesh(data, "correspondence", correspondence=model(data).argmax(1),
+                               template_pos=template_pos))
+            titles.append("re-triangulated mesh, predicted")
+    return side_by_side([panel(s, t, 340, 400, legend=False) for s, t in zip(scenes, titles)])
 
 
 def main(argv=None) -> dict:
@@ -206,14 +242,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", nargs="+", default=["gem_corr", "gcn"], choices=["gem_corr", "gcn"])
     ap.add_argument("--no-memory", action="store_true",
-                    help="accepted for the shared smoke-test flags; peak memory is never measured "
-                         "here (its child process cuts the example to 64 points, breaking faces)")
+                    help="skip the peak-memory child process (measured for gem_corr only: the "
+                         "GCN baseline is defined in this script and cannot be rebuilt there)")
     ap.add_argument("--repeats", type=int, default=None, help="timed latency repeats")
     ap.add_argument("--val-size", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--geometry-only", action="store_true",
                     help="only time the mesh geometry of a 163,842-vertex mesh")
+    add_device_arg(ap)
+    add_picture_arg(ap)
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.geometry_only:
@@ -243,6 +282,7 @@ def main(argv=None) -> dict:
     print(f"data: {n_train} train meshes, {num_v} template vertices, built in {data_s:.0f} s", flush=True)
 
     results: Dict[str, dict] = {}
+    shown = None  # (model, title) of the picture: the first model
     for name in args.models:
         seed_everything(args.seed)
         if name == "gem_corr":
@@ -256,26 +296,49 @@ def main(argv=None) -> dict:
             if args.tiny:
                 kwargs.update(width=4, depth=2, head=8)
             model, budget, spec = GCNBaseline(**kwargs), base_minutes, None
-        fit = _fit(model, train_set, val_set, budget, args.batch_size, args.lr, args.seed)
-        metrics = {k: correspondence_metrics(model, ds, geodesic, template.part, 10)
+        fit = _fit(model, train_set, val_set, budget, args.batch_size, args.lr, args.seed, device)
+        metrics = {k: correspondence_metrics(model, ds, geodesic, template.part, 10, device)
                    for k, ds in tests.items()}
+        model.cpu()  # the cost is CPU cost
         print(name, fit, metrics, flush=True)
         repeats = args.repeats or (3 if args.quick else 10)
-        # peak memory: off for both (the child process cuts the example to 64 points,
-        # which breaks a mesh's faces)
-        cost = measure(model.eval(), tests["test"][0], spec=spec, repeats=repeats, memory=False)
+        cost = measure(model.eval(), tests["test"][0], spec=spec, repeats=repeats,
+                       memory=spec is not None and not args.no_memory)
         if name == "gem_corr":  # count MACs on the message-passing path (same function):
             cost.update(_unfused_macs(model, tests["test"][0]))  # sparse mm counts as dense
         results[name] = {"kwargs": kwargs, "train": fit, "metrics": metrics, "cost": cost}
+        if shown is None:
+            shown = (model, f"{name}, exact {100 * metrics['test']['exact']:.0f}%")
 
     geo = geometry_timing(subdivisions=4 if args.tiny else 7, repeats=1 if args.tiny else 3)
-    out = {"machine": machine_info(), "train_size": n_train, "test_size": n_test, "geometry": geo,
-           "template_vertices": num_v, "target_exact": TARGET, "results": results,
-           "quick": args.quick}
+    written = None if shown is None else picture(
+        args.out, "mesh_prediction.png",
+        lambda: prediction_picture(shown[0], tests, torch.as_tensor(template.vertices), shown[1]),
+        enabled=not args.no_pictures)
+    out = {"machine": machine_info(), "device": device, "train_size": n_train,
+           "test_size": n_test, "geometry": geo, "template_vertices": num_v,
+           "target_exact": TARGET, "models": results, "quick": args.quick,
+           "pictures": [written] if written else []}
+    out["results"] = result_rows(out)
     md = _markdown(out)
     print(md)
     write_outputs(args.out, "mesh", out, md)
     return out
+
+
+def result_rows(out: dict) -> List[dict]:
+    """Suite rows (:class:`geo3d.bench.results.ResultRow` dicts): exact correspondence
+    accuracy and cost of every model, one task per test split."""
+    rows = []
+    for name, r in out["models"].items():
+        for split, m in r["metrics"].items():
+            task = ("mesh correspondence (re-triangulated)" if "retri" in split
+                    else "mesh correspondence")
+            rows.append(make_row(
+                "mesh", task, name, "exact", m["exact"], **cost_fields(r["cost"]),
+                metrics={k: v for k, v in m.items() if k != "exact"},
+                notes=f"{out['train_size']} training meshes, {r['train']['minutes']:.1f} min"))
+    return rows
 
 
 def _markdown(out: dict) -> str:
@@ -284,19 +347,19 @@ def _markdown(out: dict) -> str:
              f"vertices, {out['train_size']} training meshes)", "",
              f"| model | test split | exact | {radii} | mean geodesic error cm | part mIoU |",
              "|---|---|---|" + "---|" * len(RADII) + "---|---|"]
-    for name, r in out["results"].items():
+    for name, r in out["models"].items():
         for split, m in r["metrics"].items():
             cells = " | ".join(fmt(m[f'within_{x:g}m'], 3) for x in RADII)
             lines.append(f"| {name} | {split} | {fmt(m['exact'], 3)} | {cells} | "
                          f"{fmt(m['mean_geodesic_error_m'], 2, 100)} | {fmt(m['part_mIoU'], 3)} |")
     lines += ["", "| model | params | MMACs | latency ms (1 mesh) | peak MiB | train min | steps |",
               "|---|---|---|---|---|---|---|"]
-    for name, r in out["results"].items():
+    for name, r in out["models"].items():
         c, t = r["cost"], r["train"]
         lines.append(f"| {name} | {c['params']:,} | {fmt(c['macs'], 1, 1e-6)} | "
                      f"{fmt(c['latency_ms'])} | {fmt(c['peak_memory_mib'])} | "
                      f"{fmt(t['minutes'])} | {t['steps']} |")
-    gem = out["results"].get("gem_corr")
+    gem = out["models"].get("gem_corr")
     if gem:
         exact = gem["metrics"]["test"]["exact"]
         met = "met" if exact >= out["target_exact"] else "NOT met"

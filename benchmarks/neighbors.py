@@ -15,6 +15,10 @@ threads do not slow the next):
   increase of ``getrusage(RUSAGE_SELF).ru_maxrss`` over the process's state just before
   the call, i.e. the extra resident memory the call needed).
 
+With ``--device cuda`` the same geo3d calls at 16,384 points (and the torch FPS loop)
+are also timed on the GPU (geo3d's torch backend; ``torch.cuda.synchronize`` around each
+call), beside their CPU times; the library comparisons and the large runs stay on the CPU.
+
 Writes ``neighbors.json`` and ``neighbors.md`` to ``--out`` (atomically) and prints the
 table. ``--quick`` uses fewer repeats and 2*10^5 instead of 10^6 points.
 
@@ -43,6 +47,9 @@ from scipy.spatial import cKDTree
 
 from geo3d.geometry import fps, knn, knn_graph, radius_graph, voxel_grid
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import add_device_arg, resolve_device, synchronize  # noqa: E402
+
 SETTLE_S = 0.15  # pause between timed calls (lets spinning OpenMP threads go to sleep)
 
 
@@ -51,8 +58,8 @@ def torch_fps_reference(pos: torch.Tensor, n_samples: int, start: int = 0) -> to
 
     (The fastest of the variants tried on CPU: in-place minimum, integer row index.)
     """
-    dist = torch.full((pos.shape[0],), float("inf"), dtype=pos.dtype)
-    out = torch.empty(n_samples, dtype=torch.long)
+    dist = torch.full((pos.shape[0],), float("inf"), dtype=pos.dtype, device=pos.device)
+    out = torch.empty(n_samples, dtype=torch.long, device=pos.device)
     cur = start
     out[0] = cur
     for i in range(1, n_samples):
@@ -151,6 +158,50 @@ def small_cloud_rows(n: int, repeats: int) -> List[dict]:
     return rows
 
 
+def _device_calls(x: torch.Tensor) -> Dict[str, Callable[[], object]]:
+    """The calls of :func:`small_cloud_rows` on ``x``'s device, keyed by their row's op."""
+    n, m = x.shape[0], x.shape[0] // 4
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(n // 4, 3, generator=g).to(x.device)
+    batch = (torch.arange(n) // (n // 8)).to(x.device)
+    r32 = radius_for(n, 32)
+    return {
+        "knn_graph k=16": lambda: knn_graph(x, 16),
+        f"fps {m} of {n}": lambda: fps(x, ratio=m / n, random_start=False),
+        f"radius_graph r={r32:.4f} (~32 nbrs)": lambda: radius_graph(x, r32),
+        f"knn k=16, {n // 4} queries": lambda: knn(x, y, 16),
+        "voxel_grid size=0.05, 8 items": lambda: voxel_grid(x, 0.05, batch),
+        "torch FPS loop": lambda: torch_fps_reference(x, m),
+    }
+
+
+def device_rows(small: List[dict], n: int, repeats: int, device: str) -> List[dict]:
+    """geo3d's operators (and the torch FPS loop) on ``device``, median of warm calls with
+    the device synchronized around each, beside the CPU times of ``small``."""
+    torch.manual_seed(0)
+    x = torch.rand(n, 3).to(device)
+    cpu_ms = {r["op"]: r["geo3d_ms"] for r in small}
+    cpu_ms["torch FPS loop"] = next((r["baseline_ms"] for r in small if r["op"].startswith("fps")),
+                                    None)
+    rows = []
+    for op, fn in _device_calls(x).items():
+        reps = max(3, repeats // 3) if "fps" in op.lower() else repeats
+        fn()
+        synchronize(device)
+        times = []
+        for _ in range(reps):
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        ms = statistics.median(times) * 1e3
+        cpu = cpu_ms.get(op)
+        rows.append(dict(op=op, n=n, device=device, device_ms=ms, cpu_ms=cpu,
+                         speedup=cpu / ms if cpu else None, repeats=reps))
+    return rows
+
+
 LARGE_OPS = ("knn_graph", "scipy_knn", "radius_graph", "fps", "voxel_grid")
 
 
@@ -224,6 +275,13 @@ def markdown(result: dict) -> str:
         else:
             lines.append(f"| {r['op']} | {r['params']} | {r['n']} | {r['seconds']:.3f} | "
                          f"{r['peak_mib']:.0f} |")
+    if result.get("device_rows"):
+        lines += ["", f"On {result['device']} (torch backend, synchronized; CPU: the table above):",
+                  "", "| operator | n | device ms | CPU ms | speed-up |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for r in result["device_rows"]:
+            lines.append(f"| {r['op']} | {r['n']} | {fmt(r['device_ms'], 2)} | {fmt(r['cpu_ms'])} "
+                         f"| {fmt(r['speedup'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -251,7 +309,10 @@ def main(argv=None) -> int:
     ap.add_argument("--large-n", type=int, default=None, help="points of the large runs")
     ap.add_argument("--large-repeats", type=int, default=None)
     ap.add_argument("--child", choices=LARGE_OPS, help=argparse.SUPPRESS)
+    add_device_arg(ap, note="cuda: geo3d's operators at --n points are also timed on the GPU; "
+                            "the library comparisons and the large runs stay on the CPU")
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     large_n = args.large_n or (200_000 if args.quick else 1_000_000)
     large_repeats = args.large_repeats or (1 if args.quick else 3)
     if args.child:
@@ -259,6 +320,7 @@ def main(argv=None) -> int:
         return 0
     repeats = args.repeats or (5 if args.quick else 21)
     result = {
+        "device": device,
         "machine": dict(cores=os.cpu_count(), torch=torch.__version__, scipy=scipy.__version__,
                         numpy=np.__version__, python=platform.python_version(),
                         torch_threads=torch.get_num_threads()),
@@ -267,6 +329,8 @@ def main(argv=None) -> int:
         "small": small_cloud_rows(args.n, repeats),
         "large": large_rows(large_n, large_repeats),
     }
+    result["device_rows"] = (device_rows(result["small"], args.n, repeats, device)
+                             if device != "cpu" else [])
     result["results"] = result_rows(result["small"])
     md = markdown(result)
     print(md)

@@ -33,6 +33,11 @@ run trains ~1 minute and cannot). Also reported: geo3d's DGCNN backbone latency 
 PyG's ``DynamicEdgeConv`` DGCNN with the same widths (target <= 0.7x), only where
 torch-cluster is installed (PyG's kNN needs it); otherwise recorded as skipped.
 
+Training and evaluation run on ``--device`` (default cpu); costs on the CPU. The picture
+``segmentation_prediction.png`` shows a test frame of SyntheticLidar from above (the
+central +-30 m), ground-truth labels beside the best model's predicted labels (or a test
+shape of the parts task when only that one ran).
+
 Writes ``segmentation.json`` and ``segmentation.md`` to ``--out`` (atomically) and prints
 the tables. Run: ``python benchmarks/segmentation.py [--quick] [--models ...] [--minutes M]``
 """
@@ -52,8 +57,10 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import (COST_HEADER, add_common_args, cost_cells, fit_and_test, fmt,  # noqa: E402
-                      latency_ms, machine_info, tiny_kwargs, write_outputs, resolve_common)
+from _measure import (COST_HEADER, add_common_args, add_device_arg, cost_cells,  # noqa: E402
+                      fit_and_test, fmt, latency_ms, machine_info, resolve_common,
+                      resolve_device, tiny_kwargs, write_outputs)
+from _pictures import add_picture_arg, as_object, bev_camera, panel, picture, side_by_side  # noqa: E402
 from _rows import cost_fields, make_row  # noqa: E402
 
 MODELS = ("dgcnn_seg", "pointnet2_seg", "equivariant_seg")
@@ -291,9 +298,31 @@ def result_rows(result: dict) -> List[dict]:
     return rows
 
 
+def prediction_picture(model, data: Data, names: Sequence[str], title: str, lidar: bool):
+    """Ground-truth labels | labels predicted by ``model`` on one test sample (a frame
+    from above, the central +-30 m; a shape from an oblique view)."""
+    from torch_geometric.data import Batch
+
+    from geo3d.viewers import points
+
+    model.eval()
+    with torch.no_grad():
+        pred = model(Batch.from_data_list([data])).argmax(-1).cpu()
+    size = 3.0 if lidar else 4.0
+    scenes = [points(data, "label", names=names, point_size=size),
+              points(data, "prediction", prediction=Data(y=pred), names=names, point_size=size)]
+    camera = bev_camera(30.0) if lidar else "iso"
+    if not lidar:
+        scenes = [as_object(s) for s in scenes]
+    return side_by_side([panel(scenes[0], "ground truth", camera=camera),
+                         panel(scenes[1], f"prediction: {title}", camera=camera)])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(ap, "out/bench/segmentation")
+    add_device_arg(ap)
+    add_picture_arg(ap)
     ap.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     ap.add_argument("--dgcnn-num-points", type=int, default=4096,
                     help="points per LiDAR frame for DGCNN (O(N^2) feature kNN; default 4096)")
@@ -308,6 +337,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="keep the simulated LiDAR frames here between runs (default: none)")
     ap.add_argument("--parts-num-points", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     models, minutes, repeats = resolve_common(ap, args, MODELS)
     from geo3d.datasets import SubsampledPoints
     q = args.quick
@@ -318,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                        val=args.val_size or (16 if q else 96), test=args.test_size or (48 if q else 240))
     parts_points = args.parts_num_points or (512 if q else 1024)
     settings = dict(quick=q, minutes=minutes, seed=args.seed, repeats=repeats, models=models,
-                    tasks=args.tasks, lr=args.lr, tiny=args.tiny,
+                    tasks=args.tasks, lr=args.lr, tiny=args.tiny, device=device,
                     lidar=dict(sizes=lidar_sizes, num_points=num_points,
                                dgcnn_num_points=min(args.dgcnn_num_points, num_points),
                                batch_size=args.batch_size or 2,  # more, smaller steps
@@ -327,8 +357,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                class_weights=not args.no_class_weights),
                     parts=dict(sizes=parts_sizes, num_points=parts_points,
                                batch_size=args.batch_size or (8 if q else 16)))
-    result = {"machine": machine_info(), "settings": settings, "tasks": {}}
+    result = {"machine": machine_info(), "device": device, "settings": settings, "tasks": {},
+              "pictures": []}
     t_start = time.perf_counter()
+    shown = {}  # task: (test mIoU, trained model, test sample, class names, title)
 
     for task in args.tasks:
         from geo3d.datasets import SyntheticShapes
@@ -368,7 +400,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                {"test": splits["test"]}, minutes=minutes,
                                batch_size=cfg["batch_size"], lr=args.lr, seed=args.seed,
                                class_names=names, example=splits["test"][0], repeats=repeats,
-                               memory=not args.no_memory)
+                               memory=not args.no_memory, device=device, return_model=True)
+            trained = row.pop("trained_model")
             # CPU seconds of this process (all threads) over train + test + measure, and the
             # wall seconds of the same span: their ratio is the cores the run really had
             row["cpu_seconds"] = time.process_time() - cpu
@@ -380,6 +413,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"{row['cpu_seconds'] / 60:.1f} min in {row['wall_seconds'] / 60:.1f} min)",
                   flush=True)
             rows.append(row)
+            score = -1.0 if math.isnan(t["mIoU"]) else t["mIoU"]
+            if task not in shown or score > shown[task][0]:  # kept for the picture
+                shown[task] = (score, trained, splits["test"][0], names,
+                              f"{name}, test mIoU {100 * t['mIoU']:.1f}%")
+            del trained
         result["tasks"][task] = {"class_names": names, "rows": rows}
         if task == "lidar":
             best = max(rows, key=lambda r: -1 if math.isnan(r["test"]["test"]["mIoU"])
@@ -394,6 +432,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             result["pyg_dynamic_edgeconv"] = pyg_comparison(example, cfg["dgcnn_num_points"],
                                                             repeats)
             print(f"[lidar] PyG DynamicEdgeConv: {result['pyg_dynamic_edgeconv']['status']}")
+    if shown:  # the best model of the LiDAR task (else of the parts task) on a test sample
+        task = "lidar" if "lidar" in shown else "parts"
+        _, model, sample, names, title = shown.pop(task)
+        shown.clear()
+        written = picture(args.out, "segmentation_prediction.png",
+                          lambda: prediction_picture(model, sample, names, title, task == "lidar"),
+                          enabled=not args.no_pictures)
+        result["pictures"] = [written] if written else []
     result["wall_minutes"] = (time.perf_counter() - t_start) / 60
     result["results"] = result_rows(result)
     md = markdown(result)

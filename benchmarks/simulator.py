@@ -9,6 +9,8 @@ Questions answered (2 cores, median of warm frames):
 * a frame of ``SyntheticSequences`` after the first, when only transforms change.
 
 Writes ``simulator.json`` and ``simulator.md`` to ``--out`` (atomically) and prints them.
+All of it runs on the CPU (Open3D ray casting, numpy): ``--device`` is accepted and
+recorded only.
 
 Run: ``python benchmarks/simulator.py [--quick] [--out DIR]``
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +29,9 @@ import numpy as np
 from geo3d.datasets import SyntheticLidar, SyntheticSequences
 from geo3d.io import atomic_write_bytes
 from geo3d.sim import SimConfig, Traffic, generate_layout
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import add_device_arg, resolve_device  # noqa: E402
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -56,7 +62,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="out/bench/simulator", help="output folder")
     parser.add_argument("--quick", action="store_true", help="fewer frames")
+    add_device_arg(parser, cpu_only="the simulator (Open3D ray casting, numpy)")
     args = parser.parse_args(argv)
+    device = resolve_device(parser, args)
     repeats = 5 if args.quick else 21
 
     frames = SyntheticLidar("val", repeats + 1, seed=0)
@@ -77,6 +85,8 @@ def main(argv=None) -> int:
         "scan_share_of_frame": round(scan_s / frame_s, 3),
         "sequence_frame_seconds": round(seq_s, 4),
         "repeats": repeats,
+        "device": device,
+        "device_note": "the simulator runs on the CPU whatever --device says",
     }
     from geo3d.bench.results import ResultRow
 

@@ -20,6 +20,12 @@ Frame 0 of each sequence has no cache: the cost columns are medians over frames 
 (the steady state); mIoU covers every frame. Target (issue 5) at the default threshold:
 >= 3x fewer MACs, >= 2x measured speed-up, <= 1 point mIoU drop.
 
+Training runs on ``--device`` (default cpu); the reuse evaluation, which times full
+recomputation against reuse, runs on the CPU. The picture ``temporal_prediction.png``
+shows a frame of the first validation sequence (after a few frames of reuse at the
+default threshold) from above: ground-truth labels, the labels predicted with reuse, and
+which points' voxels were recomputed (red) or reused from the cache (grey).
+
 Writes ``temporal.json`` / ``temporal.md`` (atomically) and ``local_seg.pt`` to ``--out``.
 Run: ``python benchmarks/temporal.py [--quick] [--minutes M] [--thresholds ...]``
 """
@@ -39,7 +45,8 @@ import torch
 from torch_geometric.data import Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import fmt, machine_info, write_outputs  # noqa: E402
+from _measure import add_device_arg, fmt, machine_info, resolve_device, write_outputs  # noqa: E402
+from _pictures import add_picture_arg, bev_camera, panel, picture, side_by_side  # noqa: E402
 from _rows import make_row  # noqa: E402
 
 from geo3d.datasets import SyntheticSequences  # noqa: E402
@@ -70,10 +77,13 @@ def world_frame(reuse: FeatureReuse, frame: Data) -> Data:
 # --------------------------------------------------------------------------- training
 
 
-def train(model, sequences: List[List[Data]], minutes: float, lr: float, seed: int) -> dict:
-    """AdamW with a cosine schedule over a wall-time budget, one frame per step."""
+def train(model, sequences: List[List[Data]], minutes: float, lr: float, seed: int,
+          device: str = "cpu") -> dict:
+    """AdamW with a cosine schedule over a wall-time budget, one frame per step, on
+    ``device`` (the model is moved there and left there)."""
     helper = FeatureReuse(model)
-    frames = [world_frame(helper, f) for seq in sequences for f in seq]
+    frames = [world_frame(helper, f).to(device) for seq in sequences for f in seq]
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     g = torch.Generator().manual_seed(seed)
     model.train()
@@ -95,7 +105,7 @@ def train(model, sequences: List[List[Data]], minutes: float, lr: float, seed: i
     model.eval()
     tail = losses[-20:] or [float("nan")]
     return {"steps": steps, "frames": len(frames), "minutes": minutes,
-            "final_loss": sum(tail) / len(tail)}
+            "final_loss": sum(tail) / len(tail), "device": device}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -230,6 +240,51 @@ def tracking_mota(model_name: Optional[str] = None) -> dict:
                                          f"benchmark not written yet"}
 
 
+def reuse_picture(model, sequence: List[Data], threshold: float, frames: int = 4):
+    """Run ``FeatureReuse`` over the first ``frames`` frames of ``sequence``; panels of
+    the last one from above (+-30 m): ground truth | prediction with reuse | recomputed
+    (red) vs reused (grey) points.
+
+    The recomputed voxels are the rows of the last stage that ``FeatureReuse`` hands to
+    ``model.run_stage`` (recorded by a wrapper on this model instance, removed after).
+    """
+    from geo3d.viewers import Scene, points
+    from geo3d.viewers.palettes import NONE_COLOR, WRONG_COLOR
+
+    reuse = FeatureReuse(model, threshold=threshold).eval()
+    last = model.num_stages - 1
+    seen: Dict[str, torch.Tensor] = {}
+    original = model.run_stage
+
+    def spy(s, h, rows, tables):
+        if s == last:
+            seen["rows"] = rows
+        return original(s, h, rows, tables)
+
+    model.run_stage = spy
+    try:
+        with torch.no_grad():
+            for frame in sequence[:frames]:
+                seen["rows"] = torch.zeros(0, dtype=torch.long)  # no call: nothing recomputed
+                pred = reuse(frame).argmax(1)
+    finally:
+        del model.run_stage
+    pos = reuse.to_world(frame).pos
+    inverse = model.voxelize(pos, None, torch.zeros(len(pos), dtype=torch.long)).inverse
+    redone = torch.isin(inverse, seen["rows"])
+    mask = (points(Data(pos=frame.pos[~redone]), "uniform", color=NONE_COLOR, name="reused")
+            + points(Data(pos=frame.pos[redone]), "uniform", color=WRONG_COLOR, name="recomputed"))
+    mask = Scene(mask.layers, (("reused", NONE_COLOR), ("recomputed", WRONG_COLOR)))
+    camera = bev_camera(30.0, 340, 400)
+    data = Data(pos=frame.pos, y=frame.y)
+    return side_by_side([
+        panel(points(data, "label"), "ground truth", 340, 400, camera=camera),
+        panel(points(data, "prediction", prediction=Data(y=pred)),
+              f"prediction with reuse ({threshold:g} m)", 340, 400, camera=camera),
+        panel(mask, f"frame {len(sequence[:frames]) - 1}: {100 * redone.float().mean():.0f}% "
+                    f"of points recomputed", 340, 400, camera=camera)])
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -297,7 +352,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    add_device_arg(ap)
+    add_picture_arg(ap)
     args = ap.parse_args(argv)
+    device = resolve_device(ap, args)
     q = args.quick
     minutes = args.minutes if args.minutes is not None else (1.0 if q else 12.0)
     thresholds = args.thresholds or ([0.0, DEFAULT_THRESHOLD] if q else [0.0, 0.2, 0.3, 0.5, 1.0])
@@ -316,7 +374,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         t0 = time.perf_counter()
         train_seqs = load_frames("train", n_train, length, args.seed)
         print(f"simulated {n_train} x {length} training frames in {time.perf_counter() - t0:.0f} s")
-        training = train(model, train_seqs, minutes, args.lr, args.seed)
+        training = train(model, train_seqs, minutes, args.lr, args.seed, device)
+        model.cpu()  # the reuse evaluation times the model: on the CPU
         print(f"trained: {training}")
         from geo3d.io.atomic import atomic_write_bytes
 
@@ -347,6 +406,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         },
     }
     result["params"] = sum(p.numel() for p in model.parameters())
+    result["device"] = device
+    written = picture(out_dir, "temporal_prediction.png",
+                      lambda: reuse_picture(model, val[0], float(default)),
+                      enabled=not args.no_pictures)
+    result["pictures"] = [written] if written else []
     result["results"] = result_rows(result)
     md = markdown(result)
     print(md)

@@ -71,7 +71,7 @@ RECIPES = {
         train=dict(name="synthetic-hands", split="train", size=256, width=160, height=120),
         evaluation=dict(name="synthetic-hands", split="test", size=16, seed=0, width=160,
                         height=120),
-        epochs=10, batch_size=4, lr=2e-3, tolerance=0.002),
+        epochs=10, batch_size=4, lr=2e-3, tolerance=1.0),  # mm of mean joint error
 }
 
 

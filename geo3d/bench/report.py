@@ -97,8 +97,11 @@ def _index(summary: dict, out: Path, plots: list[str]) -> str:
         lines += [f"![{p}]({p})" for p in plots]
     pictures = sorted(str(p.relative_to(out)) for ext in ("*.png", "*.gif")
                       for p in out.glob(f"*/{ext}") if p.parent.name != "plots")
-    if pictures:
-        lines += ["", "## Pictures", ""] + [f"![{p}]({p})" for p in pictures]
+    if pictures:  # one paragraph per benchmark, its name in bold
+        lines += ["", "## Pictures", ""]
+        for bench in sorted({p.split("/")[0] for p in pictures}):
+            lines += [f"**{bench}**", ""]
+            lines += [f"![{p}]({p})" for p in pictures if p.split("/")[0] == bench] + [""]
     lines += ["", "## Results", "", results_markdown([ResultRow(**r) for r in summary["rows"]])]
     return "\n".join(lines)
 

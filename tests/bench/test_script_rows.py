@@ -153,3 +153,29 @@ def test_make_row_validates(bad):
     kwargs = dict(benchmark="b", task="t", model="m", metric="OA", value=0.5) | bad
     with pytest.raises(InvalidInputError):
         make_row(**kwargs)
+
+
+def test_mesh_rows():
+    result, rows = _rows("mesh")
+    expected = [(name, split, r) for name, r in result["models"].items()
+                for split in r["metrics"]]
+    assert len(rows) == len(expected) == 4
+    assert {r.task for r in rows} == {"mesh correspondence",
+                                      "mesh correspondence (re-triangulated)"}
+    for row, (name, split, r) in zip(rows, expected):
+        assert row.model == name and row.metric == "exact" and row.higher_is_better
+        assert row.value == r["metrics"][split]["exact"]
+        assert row.metrics["part_mIoU"] == r["metrics"][split]["part_mIoU"]
+        assert ("re-triangulated" in row.task) == ("retri" in split)
+        _same_cost(row, r["cost"])
+
+
+def test_efficiency_rows_leave_out_variants_that_failed():
+    result, rows = _rows("efficiency")
+    applied = [r for r in result["rows"] if "error" not in r]
+    assert len(rows) == len(applied) < len(result["rows"])
+    for row, r in zip(rows, applied):
+        assert (row.model, row.variant, row.value) == (r["model"], r["variant"], r["mIoU"])
+        assert row.params == r["profile"]["params"] and row.macs == r["profile"]["macs"]
+        assert row.metrics["nonzero_params"] == r["profile"]["nonzero_params"]
+        assert _close(row.latency_ms, r.get("latency_ms"))

@@ -1,4 +1,9 @@
-"""The model benchmark scripts run, and benchmarks/_measure.py counts what it says."""
+"""The model benchmark scripts run, and benchmarks/_measure.py counts what it says.
+
+The smoke tests also check each script's picture of its predictions
+(``<name>_prediction.png|gif``, listed in the JSON's ``"pictures"``); see
+tests/benchmarks/test_devices_and_pictures.py for ``--device`` and the picture helpers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -78,13 +84,36 @@ def test_peak_memory_sees_torch_allocations():
     assert mib is not None and n * 8 * 4 / 2**20 * 0.9 <= mib < 200
 
 
-def _smoke(script, tmp_path, *extra):
+def check_picture(out, result: dict, filename: str) -> np.ndarray:
+    """The picture is listed in ``result["pictures"]``, reads back as a PNG / GIF with
+    pixels, and is not a single colour; returns it (``[frames,] H, W, C``)."""
+    import imageio.v3 as iio
+
+    import _pictures
+
+    why = _pictures.renderer_ok()
+    if why is not None:
+        pytest.skip(f"no offscreen renderer here: {why}")
+    assert result["pictures"] == [filename]
+    image = iio.imread(Path(out) / filename, index=None if filename.endswith(".gif") else 0)
+    assert image.size > 0 and image.shape[-1] in (3, 4) and min(image.shape) > 0
+    assert np.unique(image[..., :3].reshape(-1, 3), axis=0).shape[0] > 1
+    return image
+
+
+def _smoke(script, tmp_path, *extra, tiny=TINY):
     out = tmp_path / script.split(".")[0]
-    res = _run(script, *TINY, "--out", str(out), *extra)
+    res = _run(script, *tiny, "--out", str(out), *extra)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     stem = script.split(".")[0]
     assert (out / f"{stem}.md").is_file()
-    return json.loads((out / f"{stem}.json").read_text())
+    result = json.loads((out / f"{stem}.json").read_text())
+    assert result["device"] == "cpu"
+    check_picture(out, result, f"{stem}_prediction.{'gif' if stem == 'tracking' else 'png'}")
+    from geo3d.bench import load_rows
+
+    assert load_rows(result, stem), f"{stem}: no suite rows"
+    return result
 
 
 COST_KEYS = {"params", "macs", "macs_dense", "gather_scatter", "latency_ms", "peak_memory_mib",
@@ -105,6 +134,8 @@ def test_segmentation_smoke(tmp_path):
             assert COST_KEYS <= set(r["cost"])
             assert r["cost"]["macs"] > 0 and r["train"]["steps"] >= 1
     assert isinstance(result["target"]["met"], bool)
+    assert result["settings"]["device"] == "cpu"
+    assert all(r["train"]["device"] == "cpu" for t in result["tasks"].values() for r in t["rows"])
     try:
         import torch_cluster  # noqa: F401
     except ImportError:
@@ -120,6 +151,65 @@ def test_classification_smoke(tmp_path):
         assert r["drop_points"] == pytest.approx(100 * (r["aligned_acc"] - r["rotated_acc"]))
         assert COST_KEYS <= set(r["cost"])
     assert isinstance(result["target"]["met"], bool)
+
+
+# Smoke tests of the other task scripts (slow: each trains and renders for a minute or more
+# on 2 shared cores); each checks its JSON and its picture.
+
+
+@pytest.mark.slow
+def test_mesh_smoke(tmp_path):
+    result = _smoke("mesh.py", tmp_path, tiny=["--tiny", "--minutes", "0.02", "--train-size", "2",
+                                               "--test-size", "1", "--repeats", "1"])
+    assert set(result["models"]) == {"gem_corr", "gcn"}
+    assert result["models"]["gem_corr"]["train"]["device"] == "cpu"
+    assert result["models"]["gem_corr"]["cost"]["peak_memory_mib"] > 0
+
+
+@pytest.mark.slow
+def test_detection_smoke(tmp_path):
+    result = _smoke("detection.py", tmp_path, tiny=["--tiny", "--minutes", "0.02",
+                                                    "--train-size", "2", "--test-size", "1",
+                                                    "--no-memory", "--repeats", "1"])
+    assert result["settings"]["device"] == "cpu" and result["rows"][0]["test"]["num_pred"] >= 0
+
+
+@pytest.mark.slow
+def test_tracking_smoke(tmp_path):
+    result = _smoke("tracking.py", tmp_path, tiny=["--sequences", "1", "--length", "4",
+                                                   "--recall-points", "5", "--dense-objects", "5",
+                                                   "--metrics", "distance"])
+    frames = check_picture(tmp_path / "tracking", result, "tracking_prediction.gif")
+    assert frames.ndim == 4 and frames.shape[0] == 4 and frames.shape[1:3] == (240, 320)
+
+
+@pytest.mark.slow
+def test_temporal_smoke(tmp_path):
+    result = _smoke("temporal.py", tmp_path, tiny=["--quick", "--minutes", "0.02", "--length", "2"])
+    assert result["training"]["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_hand_pose_smoke(tmp_path):
+    result = _smoke("hand_pose.py", tmp_path, "--configs", "all", "--models", "hand_pose_small")
+    assert [r["config"] for r in result["runs"]] == ["all"]
+
+
+@pytest.mark.slow
+def test_efficiency_smoke(tmp_path):
+    result = _smoke("efficiency.py", tmp_path, "--num-points", "64", "--steps", "2",
+                    "--finetune-minutes", "0.01", "--models", "dgcnn_seg",
+                    "--variants", "magnitude50")
+    assert [r["variant"] for r in result["rows"]] == ["dense", "magnitude50"]
+
+
+def test_no_pictures_flag_writes_none(tmp_path):
+    out = tmp_path / "classification"
+    res = _run("classification.py", *TINY, "--num-points", "32", "--models", "dgcnn_cls",
+               "--no-pictures", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((out / "classification.json").read_text())["pictures"] == []
+    assert not list(out.glob("*.png"))
 
 
 def test_unknown_model_is_rejected():
