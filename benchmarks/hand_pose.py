@@ -140,10 +140,14 @@ def hand_picture(model, data, title: str, margin: float = 0.04):
     lo, hi = gt.min(0).values - margin, gt.max(0).values + margin
     near = ((pos >= lo) & (pos <= hi)).all(1)
     cloud = points(Data(pos=pos[near]), "uniform", color=NONE_COLOR, point_size=2.0)
+    # frame the ground truth and the prediction together: a joint behind the camera makes
+    # the software rasteriser spin on the clipped wide lines
+    both = torch.cat([gt, pred])
+    lo, hi = torch.minimum(lo, both.min(0).values), torch.maximum(hi, both.max(0).values)
     centre = ((lo + hi) / 2).tolist()
     size = float((hi - lo).max())
-    camera = Camera(centre, (centre[0], centre[1], centre[2] + 2.2 * size), up=(0, 1, 0),
-                    fov=30.0, near=0.1 * size, far=10 * size)
+    camera = Camera(centre, (centre[0], centre[1], hi[2].item() + 1.8 * size), up=(0, 1, 0),
+                    fov=30.0, near=0.05 * size, far=10 * size)
     return side_by_side([
         panel(cloud + hand(gt), "ground truth", camera=camera),
         panel(cloud + hand(pred, predicted=True), f"prediction: {title}", camera=camera)])

@@ -33,25 +33,36 @@ class BenchStep:
         script: File name in ``benchmarks/``.
         args: Command-line arguments (``--out`` is added).
         minutes: Expected duration on 2 cores, for the progress bar.
+        timeout: Kill the script after ``timeout * minutes`` (at least 5 minutes), so one
+            stuck script cannot stall the suite; None: no limit. Default 4.
     """
 
     name: str
     script: str
     args: tuple = ()
     minutes: float = 1.0
+    timeout: Optional[float] = 4.0
+
+    def timeout_minutes(self) -> Optional[float]:
+        """The wall-time limit of this step in minutes (None: none)."""
+        return None if self.timeout is None else max(5.0, self.timeout * self.minutes)
 
 
-_QUICK = (
-    BenchStep("neighbors", "neighbors.py", ("--quick",), 1.0),
-    BenchStep("simulator", "simulator.py", ("--quick",), 0.5),
-    BenchStep("segmentation", "segmentation.py", ("--quick", "--minutes", "0.5"), 3.0),
-    BenchStep("classification", "classification.py", ("--quick", "--minutes", "0.3"), 2.0),
-    BenchStep("mesh", "mesh.py", ("--quick",), 1.5),
-    BenchStep("detection", "detection.py", ("--quick",), 1.5),
-    BenchStep("tracking", "tracking.py", ("--quick",), 1.0),
-    BenchStep("temporal", "temporal.py", ("--quick",), 1.0),
-    BenchStep("hand_pose", "hand_pose.py", ("--quick",), 1.5),
-    BenchStep("efficiency", "efficiency.py", ("--quick",), 1.5),
+_QUICK = (  # minutes: measured on an idle 2-core machine (rounded up)
+    BenchStep("neighbors", "neighbors.py", ("--quick",), 1.2),
+    BenchStep("simulator", "simulator.py", ("--quick",), 0.2),
+    BenchStep("segmentation", "segmentation.py",
+              ("--quick", "--minutes", "0.25", "--models", "dgcnn_seg", "pointnet2_seg"), 2.0),
+    BenchStep("classification", "classification.py", ("--quick", "--minutes", "0.2"), 1.6),
+    BenchStep("mesh", "mesh.py", ("--quick", "--minutes", "0.5"), 1.6),
+    BenchStep("detection", "detection.py", ("--quick",), 1.4),
+    BenchStep("tracking", "tracking.py", ("--quick",), 0.4),
+    BenchStep("temporal", "temporal.py", ("--quick",), 1.3),
+    BenchStep("hand_pose", "hand_pose.py",
+              ("--quick", "--minutes", "0.2", "--configs", "none", "all"), 1.8),
+    BenchStep("efficiency", "efficiency.py",
+              ("--quick", "--minutes", "0.3", "--models", "pointnet2_seg",
+               "--variants", "ptq_int8", "structured50_ft"), 2.5),
 )
 #: Minutes of each script at its defaults on 2 cores: mostly the training budgets (20 min
 #: per model and task; hand pose: 2 sizes x 5 loss ablations), estimated, not timed end to end.
@@ -83,10 +94,16 @@ def _run_step(step: BenchStep, out_dir: Path, bench_dir: Path) -> dict:
     if not script.is_file():
         return {**record, "status": "missing", "seconds": 0.0}
     start = time.monotonic()
+    limit = step.timeout_minutes()
     with open(step_dir / "log.txt", "w") as log:
-        proc = subprocess.run([sys.executable, str(script), *step.args, "--out", str(step_dir)],
-                              stdout=log, stderr=subprocess.STDOUT, cwd=bench_dir.parent,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
+        try:
+            proc = subprocess.run([sys.executable, str(script), *step.args, "--out", str(step_dir)],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=bench_dir.parent,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
+                                  timeout=None if limit is None else 60 * limit)
+        except subprocess.TimeoutExpired:
+            return {**record, "status": f"timed out after {limit:g} min",
+                    "seconds": round(time.monotonic() - start, 1)}
     record["seconds"] = round(time.monotonic() - start, 1)
     result_json = step_dir / f"{step.name}.json"
     if proc.returncode != 0 or not result_json.is_file():

@@ -71,3 +71,19 @@ def test_only_filters_and_unknown_names_are_errors(tmp_path, bench_dir):
 def test_cli_reports_bad_names_without_traceback(tmp_path, capsys):
     assert main(["bench", "--only", "nope", "--out", str(tmp_path), "--quiet"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_a_stuck_script_is_stopped_and_the_suite_goes_on(tmp_path, bench_dir, monkeypatch):
+    (bench_dir / "stuck.py").write_text("import time\ntime.sleep(600)\n")
+    original = BenchStep.timeout_minutes
+    monkeypatch.setattr(BenchStep, "timeout_minutes",  # 3 s instead of the 5-minute floor
+                        lambda self: 0.05 if self.name == "stuck" else original(self))
+    summary = run_suite("quick", tmp_path / "o", progress=False, bench_dir=bench_dir,
+                        steps=[BenchStep("stuck", "stuck.py"), BenchStep("toy", "good.py")])
+    status = {s["name"]: s["status"] for s in summary["steps"]}
+    assert status == {"stuck": "timed out after 0.05 min", "toy": "ok"}
+    assert next(s for s in summary["steps"] if s["name"] == "stuck")["seconds"] < 60
+    monkeypatch.undo()
+    assert BenchStep("x", "x.py", minutes=3.0).timeout_minutes() == 12.0
+    assert BenchStep("x", "x.py", minutes=0.5).timeout_minutes() == 5.0
+    assert BenchStep("x", "x.py", timeout=None).timeout_minutes() is None
