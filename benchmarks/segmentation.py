@@ -56,6 +56,9 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from geo3d.datasets.features import lidar_features
+from geo3d.models.heads.losses import frequency_class_weights
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, add_device_arg, cost_cells,  # noqa: E402
                       fit_and_test, fmt, latency_ms, machine_info, resolve_common,
@@ -105,13 +108,6 @@ def lidar_frames(split: str, size: int, seed: int, cache_dir: Optional[str]) -> 
     return [Data(pos=f["pos"], x=f["x"], y=f["y"].long()) for f in frames]
 
 
-def lidar_features(data: Data) -> Data:
-    """``x`` = [intensity, z, horizontal range / 10] (PointNet++ and DGCNN see only relative
-    positions in their first layer, so absolute height and range enter as features)."""
-    rng = data.pos[:, :2].norm(dim=1, keepdim=True) / 10.0
-    return Data(pos=data.pos, x=torch.cat([data.x, data.pos[:, 2:3], rng], dim=1), y=data.y)
-
-
 class RandomSubsets(Dataset):
     """Training view of whole frames: each access draws a fresh random subset of
     ``num_points`` points (the test frames keep one fixed subset of the same size, so the
@@ -137,17 +133,6 @@ class RandomSubsets(Dataset):
                 rot = rot @ torch.diag(torch.tensor([1.0, -1.0, 1.0]))
             pos = pos @ rot.T
         return lidar_features(Data(pos=pos, x=f.x[idx], y=f.y[idx]))
-
-
-def class_weights(frames: Sequence[Data], num_classes: int) -> List[float]:
-    """Inverse square-root class frequencies of the training labels, mean 1 over classes
-    (a class absent from the training frames gets the largest weight)."""
-    counts = torch.zeros(num_classes, dtype=torch.float64)
-    for f in frames:
-        counts += torch.bincount(f.y, minlength=num_classes).double()
-    freq = counts / counts.sum()
-    w = 1.0 / freq.clamp_min(freq[freq > 0].min()).sqrt()
-    return [float(v) for v in w / w.mean()]
 
 
 def parts_splits(sizes: dict, num_points: int, seed: int) -> dict:
@@ -375,7 +360,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             data = {k: list(SubsampledPoints(v, num_points, args.seed)) for k, v in frames.items()
                     if k != "train"}
             names, in_channels = list(CLASSES), len(LIDAR_FEATURES)
-            weights = None if args.no_class_weights else class_weights(frames["train"], len(names))
+            weights = None if args.no_class_weights else frequency_class_weights((f.y for f in frames["train"]), len(names))
             cfg["class_weight_values"] = weights
         else:
             data = parts_splits(parts_sizes, parts_points, args.seed)

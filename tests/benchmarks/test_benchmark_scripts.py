@@ -257,18 +257,6 @@ def test_random_subsets_draw_fresh_rotated_subsets_with_their_labels():
     assert torch.equal(fixed.pos, frame.pos[src])
 
 
-def test_class_weights_inverse_sqrt_frequency():
-    from torch_geometric.data import Data
-
-    seg = _seg()
-    y = torch.tensor([0] * 64 + [1] * 16 + [3] * 4)
-    frames = [Data(y=y[:50]), Data(y=y[50:])]
-    w = torch.tensor(seg.class_weights(frames, 4), dtype=torch.float64)
-    freq = torch.tensor([64, 16, 4, 4], dtype=torch.float64) / 84  # absent class 2: as the rarest
-    ref = freq.rsqrt() / freq.rsqrt().mean()
-    torch.testing.assert_close(w, ref)
-
-
 def test_lidar_frames_cache_round_trip(tmp_path):
     seg = _seg()
     first = seg.lidar_frames("val", 1, 0, str(tmp_path))
