@@ -52,7 +52,7 @@ from torch_geometric.data import Batch, Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (COST_HEADER, add_common_args, add_device_arg, cost_cells, fmt,  # noqa: E402
-                      machine_info, measure, resolve_common, resolve_device, synchronize,
+                      machine_info, measure, resolve_common, resolve_device, _seconds_per_step,
                       write_outputs)
 from _pictures import add_picture_arg, bev_camera, panel, picture  # noqa: E402
 from _rows import cost_fields, make_row  # noqa: E402
@@ -213,22 +213,9 @@ def fit(name: str, kwargs: dict, train_frames: List[Data], val_frames: List[Data
     seed_everything(seed)
     model = models.create(name, **kwargs)
     # size the cosine schedule to the budget from one timed step (after a warm-up step)
-    from torch_geometric.loader import DataLoader
-
-    probe = models.create(name, **kwargs).to(device).train()
-    opt = torch.optim.AdamW(probe.parameters(), lr=1e-4)
-    times = []
-    for batch in DataLoader(train_frames[:2 * batch_size], batch_size=batch_size):
-        batch = batch.to(device)
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        probe.loss(probe(batch), batch).backward()
-        opt.step()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    del probe, opt
+    step_s = _seconds_per_step(model, train_frames, batch_size, device)
     steps_per_epoch = max(1, math.ceil(len(train_frames) / batch_size))
-    epochs = max(1, int(minutes * 60 / times[-1] / steps_per_epoch))
+    epochs = max(1, int(minutes * 60 / step_s / steps_per_epoch))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=minutes, progress=False, tensorboard=False,
                          eval_every=epochs, warmup_steps=min(50, epochs * steps_per_epoch // 10),
@@ -241,7 +228,7 @@ def fit(name: str, kwargs: dict, train_frames: List[Data], val_frames: List[Data
     return {"module": model, "model": name, "kwargs": kwargs, "train": {
         "minutes": train_s / 60, "budget_minutes": minutes, "epochs": result.epochs,
         "planned_epochs": epochs, "steps": result.steps, "stopped": result.stopped,
-        "seconds_per_step_probe": times[-1], "batch_size": batch_size, "lr": lr,
+        "seconds_per_step_probe": step_s, "batch_size": batch_size, "lr": lr,
         "device": device, "train_frames": len(train_frames),
         "final_loss": next((r["loss"] for r in reversed(result.history)
                             if r.get("split") == "train"), None)},
