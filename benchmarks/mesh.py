@@ -5,8 +5,9 @@ transport, a U-Net of GEM ResNet blocks) and a PyG ``GCNConv`` baseline on the s
 graph (isotropic: it cannot tell directions apart, e.g. the left arm from the right one
 on a mirror-symmetric body) are trained from scratch with ``geo3d.tasks.train`` on
 ``SyntheticMeshes`` (random poses, non-rigid noise, random scale and rigid motion; about
-1,100 template vertices; inputs: the two invariant curvature scalars of
-``geo3d.geometry.mesh.curvature_features``), for a wall-time budget each (``--minutes``,
+1,100 template vertices; inputs (``--features``): the heat kernel signature of
+``geo3d.geometry.spectral.heat_kernel_signature`` by default, or the two curvature scalars
+of ``geo3d.geometry.mesh.curvature_features``), for a wall-time budget each (``--minutes``,
 ``--baseline-minutes``), then tested on:
 
 * ``test``: meshes with the template's connectivity;
@@ -32,7 +33,9 @@ correspondence (each template vertex's colour: its position in the template's bo
 box) beside the correspondence the first model (``gem_corr``) predicts, and the
 prediction on a re-triangulated test mesh.
 
-Writes ``mesh.json`` and ``mesh.md`` (atomically) to ``--out`` and prints the tables.
+Writes ``mesh.json``, ``mesh.md`` and ``gem_corr.pt`` (a checkpoint for
+``geo3d.tasks.checkpoint.model_from_checkpoint``) atomically to ``--out`` and prints the
+tables.
 Run: ``python benchmarks/mesh.py [--quick] [--minutes M] [--threads T] [--geometry-only]``
 """
 
@@ -62,7 +65,7 @@ TARGET = 0.99
 class GCNBaseline(nn.Module):
     """Isotropic baseline: ``depth`` PyG ``GCNConv`` layers (BatchNorm, ReLU, residual).
 
-    Same inputs (``data.x``, the curvature scalars) and the same mesh graph (the unique
+    Same inputs (``data.x``) and the same mesh graph (the unique
     edges of ``data.face``) as GEM-CNN; per-vertex logits, cross-entropy on ``data.y``.
     """
 
@@ -244,6 +247,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--train-retriangulated", type=float, default=0.0, metavar="F",
                     help="fraction of the training meshes re-triangulated (default 0: all "
                          "with the template's connectivity)")
+    ap.add_argument("--features", default="hks", choices=["hks", "curvature"],
+                    help="invariant vertex inputs (default hks: the heat kernel signature, "
+                         "which survives re-triangulation; curvature: two one-ring scalars)")
+    ap.add_argument("--neighbour-weights", default="uniform", choices=["uniform", "angle"],
+                    help="GemConv neighbour weighting (default uniform: the paper's mean over "
+                         "the one-ring; angle: each neighbour's angular sector)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", nargs="+", default=["gem_corr", "gcn"], choices=["gem_corr", "gcn"])
@@ -271,7 +280,7 @@ def main(argv=None) -> dict:
     from geo3d.datasets import SyntheticMeshes
     from geo3d.models import create
     from geo3d.sim.humanoid import humanoid_template
-    from geo3d.tasks import seed_everything
+    from geo3d.tasks import save_checkpoint, seed_everything
 
     minutes = args.minutes if args.minutes is not None else (1.0 if args.quick else 20.0)
     base_minutes = args.baseline_minutes if args.baseline_minutes is not None else minutes / 2
@@ -279,14 +288,16 @@ def main(argv=None) -> dict:
     n_test = args.test_size or (4 if args.quick else 20)
     t0 = time.perf_counter()
     n_plain = n_train - round(args.train_retriangulated * n_train)
-    train_set = list(SyntheticMeshes("train", n_train, seed=args.seed))[:n_plain]
+    opts = dict(seed=args.seed, features=args.features)
+    plain = SyntheticMeshes("train", n_train, **opts)
+    train_set = [plain[i] for i in range(n_plain)]
     if n_plain < n_train:  # the other poses re-triangulated: connectivity is not a cue
-        retri = SyntheticMeshes("train", n_train, seed=args.seed, retriangulate=True)
+        retri = SyntheticMeshes("train", n_train, retriangulate=True, **opts)
         train_set += [retri[i] for i in range(n_plain, n_train)]
-    val_set = list(SyntheticMeshes("val", args.val_size, seed=args.seed))
-    tests = {"test": list(SyntheticMeshes("test", n_test, seed=args.seed)),
-             "test_retriangulated": list(SyntheticMeshes("test", n_test, seed=args.seed,
-                                                         retriangulate=True))}
+    val_set = list(SyntheticMeshes("val", args.val_size, **opts))
+    tests = {"test": list(SyntheticMeshes("test", n_test, **opts)),
+             "test_retriangulated": list(SyntheticMeshes("test", n_test, retriangulate=True, **opts))}
+    in_channels = plain.num_features
     data_s = time.perf_counter() - t0
     template = humanoid_template()
     num_v = len(template.vertices)
@@ -298,13 +309,13 @@ def main(argv=None) -> dict:
     for name in args.models:
         seed_everything(args.seed)
         if name == "gem_corr":
-            kwargs = dict(in_channels=2, num_classes=num_v, width=args.width, order=args.order,
-                          levels=args.levels)
+            kwargs = dict(in_channels=in_channels, num_classes=num_v, width=args.width, order=args.order,
+                          levels=args.levels, neighbour_weights=args.neighbour_weights)
             if args.tiny:
                 kwargs.update(width=2, order=1, levels=2, head_channels=(8,))
             model, budget, spec = create("gem_corr", **kwargs), minutes, ("gem_corr", kwargs)
         else:
-            kwargs = dict(in_channels=2, num_classes=num_v)
+            kwargs = dict(in_channels=in_channels, num_classes=num_v)
             if args.tiny:
                 kwargs.update(width=4, depth=2, head=8)
             model, budget, spec = GCNBaseline(**kwargs), base_minutes, None
@@ -319,6 +330,9 @@ def main(argv=None) -> dict:
         if name == "gem_corr":  # count MACs on the message-passing path (same function):
             cost.update(_unfused_macs(model, tests["test"][0]))  # sparse mm counts as dense
         results[name] = {"kwargs": kwargs, "train": fit, "metrics": metrics, "cost": cost}
+        if spec is not None:  # registered: rebuild with geo3d.tasks.checkpoint.model_from_checkpoint
+            save_checkpoint(Path(args.out) / f"{name}.pt", {
+                "model_name": name, "model_kwargs": kwargs, "model": model.state_dict()})
         if shown is None:
             shown = (model, f"{name}, exact {100 * metrics['test']['exact']:.0f}%")
 
@@ -327,7 +341,7 @@ def main(argv=None) -> dict:
         args.out, "mesh_prediction.png",
         lambda: prediction_picture(shown[0], tests, torch.as_tensor(template.vertices), shown[1]),
         enabled=not args.no_pictures)
-    out = {"machine": machine_info(), "device": device, "train_size": n_train,
+    out = {"machine": machine_info(), "device": device, "features": args.features, "train_size": n_train,
            "train_retriangulated": n_train - n_plain,
            "test_size": n_test, "geometry": geo, "template_vertices": num_v,
            "target_exact": TARGET, "models": results, "quick": args.quick,
@@ -358,7 +372,8 @@ def _markdown(out: dict) -> str:
     radii = " | ".join(f"<= {r * 100:g} cm" for r in RADII)
     lines = [f"# Dense correspondence on SyntheticMeshes ({out['template_vertices']} template "
              f"vertices, {out['train_size']} training meshes, "
-             f"{out.get('train_retriangulated', 0)} of them re-triangulated)", "",
+             f"{out.get('train_retriangulated', 0)} of them re-triangulated; inputs: "
+             f"{out.get('features', 'curvature')})", "",
              f"| model | test split | exact | {radii} | mean geodesic error cm | part mIoU |",
              "|---|---|---|" + "---|" * len(RADII) + "---|---|"]
     for name, r in out["models"].items():

@@ -123,9 +123,11 @@ def _synthetic_shapes(split: str, size: int, seed: int, num_points: Optional[int
 
 @register_dataset("synthetic-meshes")
 def _synthetic_meshes(split: str, size: int, seed: int, num_points: Optional[int], task: str,
-                      target: str = "correspondence", retriangulate: bool = False) -> NamedDataset:
+                      target: str = "correspondence", retriangulate: bool = False,
+                      features: str = "curvature") -> NamedDataset:
     """Per-vertex labels of posed humanoids. Options: ``target`` "correspondence" (template
-    vertex ids, default) or "part"; ``retriangulate`` (default False)."""
+    vertex ids, default) or "part"; ``retriangulate`` (default False); ``features``
+    "curvature" (default, 2 columns), "hks" (16) or "none"."""
     from geo3d.datasets.synthetic_meshes import SyntheticMeshes
 
     if task != "segmentation":
@@ -135,10 +137,11 @@ def _synthetic_meshes(split: str, size: int, seed: int, num_points: Optional[int
         raise InvalidInputError("synthetic-meshes keeps every vertex: num_points must be None")
     _choice("target", target, ("correspondence", "part"))
     ds = SyntheticMeshes(split, size, seed=seed, retriangulate=retriangulate, cache=True,
+                         features=features,
                          task="correspondence" if target == "correspondence" else "part_segmentation")
     names = ([str(i) for i in range(ds.num_vertices)] if target == "correspondence"
              else list(ds.PART_NAMES))
-    return NamedDataset(ds, 2, names)
+    return NamedDataset(ds, ds.num_features, names)
 
 
 @register_dataset("synthetic-hands")

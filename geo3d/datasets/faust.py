@@ -26,7 +26,7 @@ from torch_geometric.data import Data
 
 from geo3d.datasets._common import CachedItems, check_bool, check_choice, check_int
 from geo3d.errors import FileFormatError
-from geo3d.geometry.mesh import curvature_features
+from geo3d.datasets.features import MESH_FEATURES, mesh_features
 from geo3d.io.mesh import read_mesh
 
 __all__ = ["FAUST"]
@@ -42,13 +42,14 @@ class FAUST(CachedItems):
         root: the ``MPI-FAUST`` folder (holding ``training/registrations``).
         split: ``"train"`` (0-79, default), ``"test"`` (80-99) or ``"all"``.
         features: ``"curvature"`` (default: ``x`` = the two invariant scalars of
-            :func:`geo3d.geometry.mesh.curvature_features`) or ``"none"``.
+            :func:`geo3d.geometry.mesh.curvature_features`), ``"hks"`` (16 columns of
+            :func:`geo3d.geometry.spectral.heat_kernel_signature`) or ``"none"``.
         num_vertices: vertices expected per file (default 6,890).
         cache: keep loaded meshes in memory (default False).
 
     Shapes:
         ``dataset[i]``: ``Data`` with ``pos`` [V, 3] float32 (metres), ``face`` [3, T] long,
-        ``x`` [V, 2] float32 or None, ``y`` = ``corr`` = ``arange(V)``, ``subject`` (the
+        ``x`` [V, 2] or [V, 16] float32 or None, ``y`` = ``corr`` = ``arange(V)``, ``subject`` (the
         file index // 10) and ``pose`` (file index % 10).
 
     Raises:
@@ -60,7 +61,7 @@ class FAUST(CachedItems):
                  num_vertices: int = 6890, cache: bool = False) -> None:
         self.root = Path(root)
         self.split = check_choice("split", split, tuple(_SPLITS))
-        self.features = check_choice("features", features, ("curvature", "none"))
+        self.features = check_choice("features", features, tuple(MESH_FEATURES))
         self.num_vertices = check_int("num_vertices", num_vertices, 3)
         folder = self.root / "training" / "registrations"
         if not folder.is_dir():
@@ -94,7 +95,7 @@ class FAUST(CachedItems):
                                   f"from the other registrations'")
         number = int(path.stem.rsplit("_", 1)[1])
         corr = torch.arange(self.num_vertices)
-        x = curvature_features(mesh.pos, mesh.face) if self.features == "curvature" else None
+        x = mesh_features(mesh.pos, mesh.face, self.features)
         return Data(pos=mesh.pos, face=mesh.face, x=x, y=corr, corr=corr,
                     subject=number // 10, pose=number % 10)
 

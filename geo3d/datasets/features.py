@@ -1,7 +1,8 @@
-"""Per-point input features computed from a frame (plain torch).
+"""Per-point input features computed from a frame (plain torch) or a mesh.
 
 ``lidar_features`` gives PointNet++ and DGCNN what their first layer cannot see: those
 layers look at relative positions only, so absolute height and range enter as features.
+``mesh_features`` names the invariant vertex scalars that mesh datasets offer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError
 
-__all__ = ["lidar_features", "LIDAR_FEATURES"]
+__all__ = ["lidar_features", "LIDAR_FEATURES", "mesh_features", "MESH_FEATURES"]
+
+#: Names accepted by :func:`mesh_features` and their column counts.
+MESH_FEATURES = {"curvature": 2, "hks": 16, "none": 0}
 
 #: Column names of :func:`lidar_features`.
 LIDAR_FEATURES = ("intensity", "z", "range_10m")
@@ -39,3 +43,24 @@ def lidar_features(data: Data) -> Data:
     out = data.clone()
     out.x = torch.cat([x.to(data.pos.dtype), data.pos[:, 2:3], rng], dim=1)
     return out
+
+
+def mesh_features(pos: torch.Tensor, face: torch.Tensor, features: str) -> torch.Tensor | None:
+    """Rigid-motion- and gauge-invariant vertex scalars of one mesh, chosen by name.
+
+    Args:
+        pos: vertices ``[V, 3]``; face: triangles ``[3, T]`` long.
+        features: ``"curvature"`` (:func:`geo3d.geometry.mesh.curvature_features`,
+            ``[V, 2]``), ``"hks"`` (:func:`geo3d.geometry.spectral.heat_kernel_signature`,
+            ``[V, 16]``) or ``"none"`` (returns None).
+    """
+    from geo3d.geometry.mesh import curvature_features
+    from geo3d.geometry.spectral import heat_kernel_signature
+
+    if features not in MESH_FEATURES:
+        raise InvalidInputError(f"features must be one of {sorted(MESH_FEATURES)}, got {features!r}")
+    if features == "curvature":
+        return curvature_features(pos, face)
+    if features == "hks":
+        return heat_kernel_signature(pos, face, num_times=MESH_FEATURES["hks"])
+    return None

@@ -58,6 +58,7 @@ __all__ = [
     "log_map",
     "parallel_transport",
     "mesh_geometry",
+    "angular_weights",
     "curvature_features",
 ]
 
@@ -221,6 +222,49 @@ def parallel_transport(normal: Tensor, e1: Tensor, e2: Tensor, edge_index: Tenso
         flipped = 2 * (d * u).sum(1, keepdim=True) * d - u
         rotated = torch.where(opposite[:, None], flipped, rotated)
     return torch.atan2((rotated * e2[p]).sum(1), (rotated * e1[p]).sum(1))
+
+
+@torch.no_grad()
+def angular_weights(theta: Tensor, edge_index: Tensor, num_vertices: int) -> Tensor:
+    """Weight of each neighbour ``q`` of ``p``: the angular sector it covers, over ``2 pi``.
+
+    The neighbours of ``p`` sorted by ``theta_pq``; each covers half the angle to the
+    previous one plus half the angle to the next (cyclically), so a vertex's weights sum
+    to 1 and the weighted sum of ``f(theta_pq)`` is a quadrature of the mean of ``f`` over
+    the circle, whatever the triangulation. A uniform mean ``1 / deg`` instead
+    over-weights directions where the triangulation happens to put more neighbours.
+    Gauge invariant (a gauge change shifts every ``theta`` of ``p`` alike). A vertex with
+    one neighbour gives it weight 1.
+
+    Args:
+        theta: ``[E]`` angle of ``q`` in ``p``'s gauge; edge_index: ``[2, E]`` (row 1 ``p``).
+
+    Returns:
+        ``[E]`` weights in the dtype of ``theta``, in the order of the edges.
+    """
+    p = edge_index[1]
+    if p.numel() == 0:
+        return theta.new_zeros(0)
+    two_pi = 2 * math.pi
+    angle = torch.remainder(theta.double(), two_pi)  # [0, 2 pi)
+    order = torch.argsort(p.double() * 8.0 + angle)  # by vertex, then angle (2 pi < 8)
+    ps, ts = p[order], angle[order]
+    counts = torch.bincount(ps, minlength=num_vertices)
+    start = (torch.cumsum(counts, 0) - counts)[ps]
+    end = start + counts[ps] - 1
+    i = torch.arange(ps.numel(), device=p.device)
+    nxt = torch.where(i == end, start, i + 1)
+    prev = torch.where(i == start, end, i - 1)
+    gap_next = torch.remainder(ts[nxt] - ts, two_pi)
+    gap_prev = torch.remainder(ts - ts[prev], two_pi)
+    sorted_w = (gap_next + gap_prev) / (2 * two_pi)
+    total = torch.zeros(num_vertices, dtype=sorted_w.dtype, device=p.device).index_add_(0, ps, sorted_w)
+    # one neighbour, or neighbours at one angle: no sector information, so equal weights
+    flat = total[ps] <= 1e-12
+    sorted_w = torch.where(flat, 1.0 / counts[ps].double(), sorted_w / total[ps].clamp_min(1e-12))
+    weight = torch.empty_like(sorted_w)
+    weight[order] = sorted_w
+    return weight.to(theta.dtype)
 
 
 @torch.no_grad()

@@ -29,17 +29,28 @@ frames), so change is judged per voxel against the cache with a tolerance ``thre
 (metres): a voxel is *clean* if a cached voxel's reference centroid lies within
 ``threshold`` of its centroid and its mean features differ by at most
 ``feature_threshold`` (the cached voxel's features are reused); otherwise it is *new*. A
-cached voxel with no current voxel within ``threshold`` is *gone*. Candidates are
-looked up in the voxel's own cell, then in the 3x3x3 cells around it (key lookups:
-measured ~2x cheaper here than scipy's kd-tree), so a threshold above one voxel is used
-only as far as that window reaches; a missed candidate only recomputes more, it never
-reuses more. The stem recomputes the new voxels; the first convolution grows that set by
-one cell (3x3x3) around the new and the gone voxels, each later convolution by one cell
-around its input set; the head recomputes the last set. Only those rows are computed;
-everything else is copied from the cache. A voxel's reference centroid moves only when
-its stem is recomputed, so slow drift cannot accumulate past ``threshold``. With
-``threshold = 0`` a voxel is clean only if its key and inputs are identical, so the
-result equals full recomputation (up to float rounding of GEMMs over other row counts).
+cached voxel with no current voxel within ``threshold`` is *gone*. Candidates are the
+cached voxels in the voxel's own cell (preferred when close enough), else the nearest in
+the 3x3x3 cells around it, so a threshold above one voxel is used only as far as that
+window reaches; a missed candidate only recomputes more, it never reuses more. The stem
+recomputes the new voxels; the first convolution grows that set by one cell (3x3x3)
+around the new and the gone voxels, each later convolution by one cell around its input
+set; the head recomputes the last set. Only those rows are computed; everything else is
+reused. A voxel's reference centroid moves only when its stem is recomputed, so slow
+drift cannot accumulate past ``threshold``. With ``threshold = 0`` a voxel is clean only
+if its key and inputs are identical, so the result equals full recomputation (up to
+float rounding of GEMMs over other row counts).
+
+Cost of the bookkeeping (profiled against full recomputation, which needs the voxels and
+one neighbour table too): one key lookup serves everything. The current and cached keys
+are merged (two ``searchsorted``), and one 3x3x3 neighbour table of the current voxels in
+that union gives both the convolutions' neighbours and every (current, cached) pair in a
+window, from which matching, gone voxels and their neighbours follow with vectorised
+scatters. Stage outputs live in per-stage stores addressed through one ``slot`` per
+voxel, so reused rows are never copied: recomputed voxels get store rows no other voxel
+uses. Key lookups use numpy's ``searchsorted`` on the CPU (~2x faster than torch's here),
+and in eval mode without autograd the convolutions fold batch norm into an in-place scale
+and shift (both paths gain).
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -76,7 +88,6 @@ _OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=tor
 _COLUMN_DELTAS = (_OFFSETS[::3, 0] << (2 * _BITS)) + (_OFFSETS[::3, 1] << _BITS)  # 9 (dx, dy)
 _CENTRE = 13  # index of the (0, 0, 0) offset
 _STAGED = ("voxelize", "run_stage", "is_local", "num_stages", "voxel_size")
-_REACH = 1  # cells searched around a voxel for its match in the cache (3x3x3 window)
 
 
 # --------------------------------------------------------------------------- voxels
@@ -140,6 +151,14 @@ def voxelize(pos: Tensor, x: Optional[Tensor], batch: Tensor, voxel_size: float)
     return VoxelSet(keys, centroid, torch.cat(feats, 1), inverse, keys >> (3 * _BITS))
 
 
+def _searchsorted(keys: Tensor, query: Tensor) -> Tensor:
+    """``torch.searchsorted(keys, query)`` (first position ``>=``); on the CPU numpy's,
+    which measured ~2x faster than torch's on sorted voxel keys here."""
+    if keys.device.type == "cpu":
+        return torch.from_numpy(np.searchsorted(keys.numpy(), query.numpy()))
+    return torch.searchsorted(keys, query)
+
+
 def _neighbour_table(keys: Tensor, base: Tensor) -> Tensor:
     """``[27, R]`` index in ``keys`` of the 3x3x3 cells around each ``base`` key, offsets
     in the order of ``_OFFSETS`` (``len(keys)``: empty cell).
@@ -151,56 +170,55 @@ def _neighbour_table(keys: Tensor, base: Tensor) -> Tensor:
     big = torch.iinfo(torch.long).max
     padded = torch.cat([keys, keys.new_full((2,), big)])  # padded[-1] is big as well
     q = _COLUMN_DELTAS.to(keys.device).unsqueeze(1) + base  # [9, R]
-    p = torch.searchsorted(keys, q)
-    at = torch.take(padded, p)
-    none = torch.full_like(p, m)
-    mid = torch.where(at == q, p, none)
-    below = torch.where(torch.take(padded, p - 1) == q - 1, p - 1, none)
-    up_at = torch.where(at == q, p + 1, p)
-    above = torch.where(torch.take(padded, up_at) == q + 1, up_at, none)
+    p = _searchsorted(keys, q)
+    hit = torch.take(padded, p) == q
+    mid = torch.where(hit, p, m)
+    below = torch.where(torch.take(padded, p - 1) == q - 1, p - 1, m)
+    up = p + hit
+    above = torch.where(torch.take(padded, up) == q + 1, up, m)
     return torch.stack([below, mid, above], 1).reshape(27, base.shape[0])
 
 
-def _same_key(keys: Tensor, points: Tensor, other_keys: Tensor, other: Tensor,
-              threshold: float) -> Tuple[Tensor, Tensor]:
-    """Row of each voxel's key in ``other_keys`` (clamped) and whether it is there with a
-    centroid within ``threshold`` (``threshold = 0``: the identical centroid)."""
-    same = torch.searchsorted(other_keys, keys).clamp_max(other_keys.shape[0] - 1)
-    ok = torch.take(other_keys, same) == keys
-    gap = other.index_select(0, same) - points
-    ok &= (gap == 0).all(1) if threshold == 0 else gap.norm(dim=1) <= threshold
-    return same, ok
-
-
-def _nearest_in_window(keys: Tensor, points: Tensor, query_keys: Tensor, query: Tensor,
-                       reach: int) -> Tuple[Tensor, Tensor]:
-    """The nearest of ``points`` (voxel ``keys``, sorted) to each ``query`` among the
-    voxels within ``reach`` cells of the query's own cell (a ``(2 reach + 1)^3`` window).
-
-    Each (dx, dy) column of the window is one ``searchsorted``: its cells are consecutive
-    in ``keys``. Distances are computed for the occupied cells only.
+def _union(keys: Tensor, other_keys: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The sorted union of two sorted unique key sets, merged with two ``searchsorted``.
 
     Returns:
-        ``(index [R], distance [R])``; index 0 and distance ``inf`` where the window is
-        empty. Among equal distances the lowest index wins.
+        ``(union [U], row [U + 1], other_row [U + 1])``: the row in ``keys`` (``len(keys)``:
+        absent) and in ``other_keys`` (``len(other_keys)``: absent) of each union key; the
+        last entry stands for an empty cell (index ``U``).
     """
-    m, r = keys.shape[0], query_keys.shape[0]
-    width = 2 * reach + 1
-    big = torch.iinfo(torch.long).max
-    padded = torch.cat([keys, keys.new_full((width,), big)])
-    span = torch.arange(-reach, reach + 1, device=keys.device)
-    cols = ((span.view(-1, 1) << (2 * _BITS)) + (span.view(1, -1) << _BITS)).reshape(-1, 1)
-    q = query_keys + cols  # [width^2, R] column centres
-    lo = torch.searchsorted(keys, q - reach)
-    cand = (lo.unsqueeze(1) + span.view(1, -1, 1) + reach).reshape(-1)  # [width^3 * R]
-    hi = (q + reach).repeat_interleave(width, 0).reshape(-1)
-    slot = (torch.take(padded, cand) <= hi).nonzero().squeeze(1)
-    cand, row = cand.index_select(0, slot), slot % r
+    parts = []
+    for a, b in ((keys, other_keys), (other_keys, keys)):
+        lo = _searchsorted(b, a)  # keys of b below each key of a
+        shared = (torch.take(torch.cat([b, b.new_full((1,), -1)]), lo) == a).long()
+        parts.append(torch.arange(a.shape[0], device=a.device) + lo - (torch.cumsum(shared, 0) - shared))
+    pos, other_pos = parts
+    u = keys.shape[0] + other_keys.shape[0] - int(shared.sum())
+    union = keys.new_empty(u).index_copy_(0, pos, keys).index_copy_(0, other_pos, other_keys)
+    row = torch.full((u + 1,), keys.shape[0], dtype=torch.long, device=keys.device)
+    other_row = torch.full((u + 1,), other_keys.shape[0], dtype=torch.long, device=keys.device)
+    row.index_copy_(0, pos, torch.arange(keys.shape[0], device=keys.device))
+    other_row.index_copy_(0, other_pos, torch.arange(other_keys.shape[0], device=keys.device))
+    return union, row, other_row
+
+
+def _nearest(table: Tensor, points: Tensor, query: Tensor) -> Tuple[Tensor, Tensor]:
+    """The nearest of ``points`` to each ``query`` among its candidates ``table``
+    (``[27, R]`` rows of ``points``, ``len(points)``: none).
+
+    Returns:
+        ``(index [R], distance [R])``; index 0 and distance ``inf`` without a candidate.
+        Among equal distances the lowest index wins.
+    """
+    m, r = points.shape[0], table.shape[1]
+    flat = table.reshape(-1)
+    slot = (flat < m).nonzero().squeeze(1)
+    cand, row = flat.index_select(0, slot), slot % r
     dist = (points.index_select(0, cand) - query.index_select(0, row)).norm(dim=1)
     best = torch.full((r,), float("inf"), dtype=dist.dtype, device=dist.device)
     best.scatter_reduce_(0, row, dist, "amin")
     win = dist == best.index_select(0, row)
-    index = torch.full((r,), max(m - 1, 0), dtype=torch.long, device=keys.device)
+    index = torch.full((r,), max(m - 1, 0), dtype=torch.long, device=table.device)
     index.scatter_reduce_(0, row[win], cand[win], "amin")
     return torch.where(torch.isfinite(best), index, torch.zeros_like(index)), best
 
@@ -208,6 +226,11 @@ def _nearest_in_window(keys: Tensor, points: Tensor, query_keys: Tensor, query: 
 def _rows(h: Tensor, rows: Tensor) -> Tensor:
     """``h[rows]`` without a copy when ``rows`` are all rows (sorted, unique)."""
     return h if rows.numel() == h.shape[0] else h.index_select(0, rows)
+
+
+def _gather(h: Tensor, rows: Tensor, slot: Optional[Tensor]) -> Tensor:
+    """Rows of voxels ``rows`` of ``h``, whose row of voxel ``i`` is ``slot[i]`` (None: ``i``)."""
+    return _rows(h, rows) if slot is None else h.index_select(0, slot.index_select(0, rows))
 
 
 # --------------------------------------------------------------------------- layers
@@ -218,14 +241,16 @@ class SubmanifoldConv(nn.Module):
 
     ``h_i' = h_i + ReLU(BN(sum_o W_o h_{i+o}))`` over the occupied cells among the 27
     around ``i`` (Graham et al. 2018). Computed as gather, GEMM, scatter-add per offset
-    over the existing neighbour pairs only, so the work is ``pairs * C * C`` MACs.
+    over the existing neighbour pairs only, so the work is ``pairs * C * C`` MACs. In eval
+    mode without autograd the normalisation is folded into one in-place scale and shift.
 
     Args:
         channels: feature width ``C`` (in and out).
 
     Shapes:
-        ``h [M, C]`` (all voxels), ``rows [R]``, ``table [R, 27]`` (``M``: empty cell)
-        -> ``([R, C], MACs computed)``.
+        ``h [K, C]`` (the input rows), ``rows [R]`` voxels to compute, ``table [27, R]``
+        their neighbour voxels (``M``: empty cell), ``slot [M]`` row of ``h`` of each voxel
+        (default None: voxel ``i`` is row ``i``, ``K = M``) -> ``([R, C], MACs computed)``.
     """
 
     def __init__(self, channels: int) -> None:
@@ -235,60 +260,37 @@ class SubmanifoldConv(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         self.norm = nn.BatchNorm1d(channels)
 
-    def forward(self, h: Tensor, rows: Tensor, table: Tensor) -> Tuple[Tensor, int]:
+    def forward(self, h: Tensor, rows: Tensor, table: Tensor,
+                slot: Optional[Tensor] = None) -> Tuple[Tensor, int]:
         c, r = h.shape[1], rows.numel()
-        centre = _rows(h, rows)
+        m = h.shape[0] if slot is None else slot.shape[0]
+        centre = _gather(h, rows, slot)
         out = centre @ self.weight[_CENTRE]
         flat = table.reshape(-1)
-        pairs = (flat < h.shape[0]).nonzero().squeeze(1)  # by offset, then row
+        pairs = (flat < m).nonzero().squeeze(1)  # by offset, then row
+        src = flat.index_select(0, pairs)
+        if slot is not None:
+            src = slot.index_select(0, src)
+        dst = pairs % max(r, 1)
         counts = torch.bincount(pairs // r, minlength=27).tolist() if r else [0] * 27
         start = 0
         for o, n in enumerate(counts):
             if n and o != _CENTRE:
-                at = pairs[start : start + n]
-                src = h.index_select(0, flat.index_select(0, at))
-                out.index_add_(0, at - o * r, src @ self.weight[o])
+                part = slice(start, start + n)
+                out.index_add_(0, dst[part], h.index_select(0, src[part]) @ self.weight[o])
             start += n
-        return centre + F.relu(self.norm(out)), int(pairs.numel()) * c * c
+        macs = int(pairs.numel()) * c * c
+        bn = self.norm
+        if not self.training and not torch.is_grad_enabled() and bn.affine and bn.track_running_stats:
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            out.mul_(scale).add_(bn.bias - bn.running_mean * scale).relu_()
+            return out.add_(centre), macs
+        return centre + F.relu(bn(out)), macs
 
 
 def _linear_macs(module: nn.Module) -> int:
     """Multiply-accumulates per row of the linear layers of ``module``."""
     return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
-
-
-class _Tables:
-    """Neighbour tables of one voxel set, looked up once per row on demand."""
-
-    def __init__(self, keys: Tensor) -> None:
-        self.keys = keys
-        self.full: Optional[Tensor] = None  # [27, M] when every row was asked at once
-        self.part: Optional[Tensor] = None  # [M, 27] rows filled on demand
-        self.have = torch.zeros(keys.shape[0], dtype=torch.bool, device=keys.device)
-        self.last: Optional[Tuple[Tensor, Tensor]] = None
-
-    def rows(self, rows: Tensor) -> Tensor:
-        """``[27, R]`` neighbours of ``rows`` (``M``: empty cell); the last answer is kept
-        for a repeated call with the same ``rows`` tensor."""
-        if self.last is not None and self.last[0] is rows:
-            return self.last[1]
-        table = self._rows(rows)
-        self.last = (rows, table)
-        return table
-
-    def _rows(self, rows: Tensor) -> Tensor:
-        m = self.keys.shape[0]
-        if self.full is None and rows.numel() == m:
-            self.full = _neighbour_table(self.keys, self.keys)
-        if self.full is not None:
-            return self.full if rows.numel() == m else self.full.index_select(1, rows)
-        if self.part is None:
-            self.part = torch.empty((m, 27), dtype=torch.long, device=self.keys.device)
-        missing = rows[~self.have[rows]]
-        if missing.numel():
-            self.part.index_copy_(0, missing, _neighbour_table(self.keys, self.keys[missing]).T)
-            self.have[missing] = True
-        return self.part.index_select(0, rows).T.contiguous()
 
 
 class LocalSegModel(nn.Module):
@@ -333,28 +335,38 @@ class LocalSegModel(nn.Module):
         """Whether stage ``s`` reads the 3x3x3 neighbourhood (else only its own row)."""
         return 1 <= s <= len(self.convs)
 
-    def run_stage(self, s: int, h: Tensor, rows: Tensor, tables: _Tables) -> Tuple[Tensor, int]:
+    def run_stage(self, s: int, h: Tensor, rows: Tensor, table: Optional[Tensor] = None,
+                  slot: Optional[Tensor] = None) -> Tuple[Tensor, int]:
         """Rows ``rows`` of stage ``s``'s output and the MACs spent.
 
         Args:
             s: 0 stem, ``1..depth`` convolutions, ``depth + 1`` head.
-            h: the previous stage's output over all voxels (the voxel inputs for s = 0).
+            h: the previous stage's output (the voxel inputs for s = 0).
             rows: ``[R]`` voxels to compute.
-            tables: neighbour tables of the voxel set.
+            table: ``[27, R]`` neighbour voxels of ``rows`` (``M``: empty cell); local
+                stages only.
+            slot: ``[M]`` row of ``h`` of each voxel (default None: row ``i`` is voxel ``i``).
         """
         if self.is_local(s):
-            return self.convs[s - 1](h, rows, tables.rows(rows))
+            return self.convs[s - 1](h, rows, table, slot)
         module = self.stem if s == 0 else self.head
-        return module(_rows(h, rows)), int(rows.numel()) * _linear_macs(module)
+        return module(_gather(h, rows, slot)), int(rows.numel()) * _linear_macs(module)
 
     def run(self, vox: VoxelSet) -> Tuple[Tensor, int]:
         """Voxel logits ``[M, num_classes]`` of a full computation and its MACs."""
+        outputs, macs = self.run_all(vox)
+        return outputs[-1], macs
+
+    def run_all(self, vox: VoxelSet) -> Tuple[List[Tensor], int]:
+        """Every stage's output ``[M, *]`` of a full computation and the MACs."""
         rows = torch.arange(vox.keys.shape[0], device=vox.keys.device)
-        tables, h, macs = _Tables(vox.keys), vox.features, 0
+        table = _neighbour_table(vox.keys, vox.keys)
+        h, outputs, macs = vox.features, [], 0
         for s in range(self.num_stages):
-            h, n = self.run_stage(s, h, rows, tables)
+            h, n = self.run_stage(s, h, rows, table if self.is_local(s) else None)
+            outputs.append(h)
             macs += n
-        return h, macs
+        return outputs, macs
 
     # -----------------------------------------------------------------------------------
     def forward(self, data: object) -> Tensor:
@@ -414,6 +426,22 @@ def local_seg(
 # --------------------------------------------------------------------------- reuse
 
 
+def _allocate(stores: List[Tensor], slot: Tensor, rows: Tensor) -> List[Tensor]:
+    """Give voxels ``rows`` free rows of the stores (``slot`` ``[M]``, the store row of
+    each voxel, is updated in place); a row is free when no other voxel maps to it. The
+    stores grow (by at least a quarter) when too few rows are free; returns them."""
+    k, r = stores[0].shape[0], rows.numel()
+    slot.index_fill_(0, rows, k)
+    used = torch.zeros(k + 1, dtype=torch.bool, device=slot.device).index_fill_(0, slot, True)
+    free = (~used[:k]).nonzero().squeeze(1)
+    if free.numel() < r:
+        extra = max(r - free.numel(), k // 4)
+        stores = [torch.cat([s, s.new_zeros(extra, s.shape[1])]) for s in stores]
+        free = torch.cat([free, torch.arange(k, k + extra, device=slot.device)])
+    slot.index_copy_(0, rows, free[:r])
+    return stores
+
+
 def is_reusable(model: object) -> bool:
     """Whether :class:`FeatureReuse` can wrap ``model``: it has the staged interface of
     :class:`LocalSegModel` (``voxelize``, ``run_stage``, ``is_local``, ``num_stages``,
@@ -440,7 +468,8 @@ class FeatureReuse(nn.Module):
     Call it on the frames of one sequence in order; :meth:`reset` (or a frame whose
     ``frame`` attribute is 0) starts a new sequence. Inference only (eval mode, no
     gradients). After each call, :attr:`stats` holds the voxels, the rows computed per
-    stage and the MACs computed.
+    stage and the MACs computed, and :attr:`last_rows` the voxels whose outputs were
+    recomputed (the last stage's rows, ``[R]`` indices into the frame's voxels).
 
     Args:
         model: a model with the staged interface of :class:`LocalSegModel` (e.g.
@@ -474,6 +503,7 @@ class FeatureReuse(nn.Module):
         self.task = getattr(model, "task", "segmentation")
         self._cache: Optional[Dict[str, object]] = None
         self.stats: Dict[str, object] = {}
+        self.last_rows: Optional[Tensor] = None
 
     def reset(self) -> None:
         """Forget the cached frame (the next call recomputes everything)."""
@@ -496,82 +526,107 @@ class FeatureReuse(nn.Module):
         if getattr(frame, "frame", None) == 0:
             self.reset()
         vox = self.model.voxelize(_world(frame, dtype), x, batch)
-        tables = _Tables(vox.keys)
-        dirty, gone_keys, match = self._changes(vox)
-        h, outputs, rows_per_stage, macs = vox.features, [], [], 0
-        rows = fresh = dirty.nonzero().squeeze(1)
-        for s in range(self.model.num_stages):
-            if self.model.is_local(s) and match is not None:  # grow by the neighbourhood
-                nbrs = tables.rows(rows)
-                if s == 1 and gone_keys.numel():
-                    nbrs = torch.cat([nbrs.reshape(-1), _neighbour_table(vox.keys, gone_keys).reshape(-1)])
-                grown = torch.cat([dirty, dirty.new_zeros(1)])
-                dirty = grown.index_fill_(0, nbrs.reshape(-1), True)[:-1]
-                rows = dirty.nonzero().squeeze(1)
-            if match is None:
-                out, n = self.model.run_stage(s, h, rows, tables)
-            else:
-                out, n = self._cache["outputs"][s].index_select(0, match), 0
-                if rows.numel():
-                    new, n = self.model.run_stage(s, h, rows, tables)
-                    out.index_copy_(0, rows, new)
-            outputs.append(out)
-            rows_per_stage.append(int(rows.numel()))
-            macs += n
-            h = out
-        self._store(vox, outputs, match, fresh)
         m = int(vox.keys.shape[0])
-        self.stats = {"voxels": m, "rows": rows_per_stage, "macs": macs,
-                      "dirty_fraction": rows_per_stage[-1] / max(m, 1)}
-        return h.index_select(0, vox.inverse)
-
-    def _changes(self, vox: VoxelSet):
-        """``(dirty [M] bool, gone cached keys, match [M] cached row or None)``."""
-        m = vox.keys.shape[0]
         cache = self._cache
         if cache is None or cache["keys"].shape[0] == 0 or m == 0:
-            return torch.ones(m, dtype=torch.bool, device=vox.keys.device), vox.keys[:0], None
-        ref, ref_feat, ref_keys = cache["centroid"], cache["features"], cache["keys"]
-        match, clean = self._match(vox.keys, vox.centroid, ref_keys, ref)
-        if vox.features.shape[1] > 3:  # mean x within the feature tolerance
-            gap = vox.features[:, 3:] - ref_feat.index_select(0, match)[:, 3:]
-            clean &= gap.abs().amax(1) <= self.feature_threshold
-        # a cached voxel is still there if a clean voxel took its features, or a current
-        # centroid is within the threshold (in its own cell, else in the window)
-        _, kept = _same_key(ref_keys, ref, vox.keys, vox.centroid, self.threshold)
-        kept.index_fill_(0, match[clean], True)
-        rest = (~kept).nonzero().squeeze(1)
-        if rest.numel() and self.threshold > 0:
-            _, dist = _nearest_in_window(vox.keys, vox.centroid, ref_keys.index_select(0, rest),
-                                         ref.index_select(0, rest), self._reach())
-            kept.index_copy_(0, rest, dist <= self.threshold)
-        return ~clean, ref_keys[~kept], match
-
-    def _reach(self) -> int:
-        """Cells searched around a voxel for its match (at most ``_REACH``)."""
-        return min(_REACH, math.ceil(self.threshold / self.model.voxel_size - 1e-9))
-
-    def _match(self, keys: Tensor, points: Tensor, other_keys: Tensor,
-               other: Tensor) -> Tuple[Tensor, Tensor]:
-        """For each voxel, ``(row in other, found)``: the ``other`` voxel with the same key
-        if its centroid is within the threshold (threshold 0: identical), else the nearest
-        ``other`` centroid within ``_REACH`` cells, found if within the threshold."""
-        same, ok = _same_key(keys, points, other_keys, other, self.threshold)
-        rest = (~ok).nonzero().squeeze(1)
-        if rest.numel() and self.threshold > 0:  # the own cell does not match: the window
-            near, dist = _nearest_in_window(other_keys, other, keys.index_select(0, rest),
-                                            points.index_select(0, rest), self._reach())
-            same.index_copy_(0, rest, near)
-            ok.index_copy_(0, rest, dist <= self.threshold)
-        return same, ok
-
-    def _store(self, vox: VoxelSet, outputs: List[Tensor], match: Optional[Tensor],
-               fresh: Tensor) -> None:
-        centroid, features = vox.centroid, vox.features
-        if match is not None:  # references move only where the stem was recomputed
-            centroid = self._cache["centroid"].index_select(0, match)
-            features = self._cache["features"].index_select(0, match)
-            centroid.index_copy_(0, fresh, vox.centroid.index_select(0, fresh))
-            features.index_copy_(0, fresh, vox.features.index_select(0, fresh))
+            stores, macs = self.model.run_all(vox)
+            slot = rows = torch.arange(m, device=vox.keys.device)
+            rows_per_stage = [m] * len(stores)
+            centroid, features = vox.centroid, vox.features
+        else:
+            match, clean, table, near_gone = self._plan(vox)
+            fresh = (~clean).nonzero().squeeze(1)
+            stage_rows, subs, masks = self._grow(~clean, fresh, table, near_gone)
+            rows = stage_rows[-1]  # every stage's rows are among these
+            slot = cache["slot"].index_select(0, match)
+            old = slot.index_select(0, rows)
+            stores = _allocate(cache["stores"], slot, rows)
+            new = slot.index_select(0, rows)
+            h, h_slot, macs = vox.features, None, 0
+            for s, store in enumerate(stores):
+                keep = (~masks[s].index_select(0, rows)).nonzero().squeeze(1)
+                if keep.numel():  # cached outputs of rows recomputed only at later stages
+                    store.index_copy_(0, new.index_select(0, keep),
+                                      store.index_select(0, old.index_select(0, keep)))
+                if stage_rows[s].numel():
+                    out, n = self.model.run_stage(s, h, stage_rows[s], subs[s], h_slot)
+                    store.index_copy_(0, slot.index_select(0, stage_rows[s]), out)
+                    macs += n
+                h, h_slot = store, slot
+            rows_per_stage = [int(r.numel()) for r in stage_rows]
+            # references move only where the stem was recomputed
+            centroid = cache["centroid"].index_select(0, match).index_copy_(
+                0, fresh, vox.centroid.index_select(0, fresh))
+            features = cache["features"].index_select(0, match).index_copy_(
+                0, fresh, vox.features.index_select(0, fresh))
         self._cache = {"keys": vox.keys, "centroid": centroid, "features": features,
-                       "outputs": outputs}
+                       "stores": stores, "slot": slot}
+        self.last_rows = rows
+        self.stats = {"voxels": m, "rows": rows_per_stage, "macs": macs,
+                      "dirty_fraction": rows_per_stage[-1] / max(m, 1)}
+        return stores[-1].index_select(0, slot.index_select(0, vox.inverse))
+
+    def _grow(self, dirty: Tensor, fresh: Tensor, table: Tensor,
+              near_gone: Tensor) -> Tuple[List[Tensor], List[Optional[Tensor]], List[Tensor]]:
+        """Rows of every stage: the stem recomputes ``fresh``; the first local stage adds
+        the 3x3x3 cells around them and ``near_gone``, each later one the cells around
+        its input rows. Returns the rows, their neighbour tables (local stages) and the
+        ``[M]`` masks of the rows, per stage."""
+        rows, sub = fresh, None
+        stage_rows, subs, masks = [], [], []
+        for s in range(self.model.num_stages):
+            local = self.model.is_local(s)
+            if local:
+                if sub is None:
+                    sub = table.index_select(1, rows)
+                    dirty = dirty | near_gone
+                dirty = torch.cat([dirty, dirty.new_zeros(1)]).index_fill_(0, sub.reshape(-1), True)[:-1]
+                rows = dirty.nonzero().squeeze(1)
+                sub = table.index_select(1, rows)
+            stage_rows.append(rows)
+            subs.append(sub if local else None)
+            masks.append(dirty)
+        return stage_rows, subs, masks
+
+    def _plan(self, vox: VoxelSet) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Compare the voxels with the cache in one key lookup.
+
+        Returns:
+            ``(match [M] cached row, clean [M] bool, table [27, M] neighbour voxels (M:
+            empty), near_gone [M] bool: a gone cached voxel lies in the 3x3x3 cells)``.
+        """
+        cache, thr = self._cache, self.threshold
+        ref, centroid = cache["centroid"], vox.centroid
+        m, mp = vox.keys.shape[0], ref.shape[0]
+        union, row, ref_row = _union(vox.keys, cache["keys"])
+        cells = _neighbour_table(union, vox.keys).reshape(-1)  # [27 M] in the union
+        table = row.index_select(0, cells).view(27, m)
+        near = ref_row.index_select(0, cells)  # cached voxel in each cell (mp: none)
+        pair = (near < mp).nonzero().squeeze(1)  # (current, cached) pairs in a 3x3x3 window
+        i, j = pair % m, near.index_select(0, pair)
+        gap = ref.index_select(0, j) - centroid.index_select(0, i)
+        if thr == 0:  # the own cell's voxel with the identical centroid only
+            same = (gap == 0).all(1) & (pair // m == _CENTRE)
+            dist = torch.where(same, 0.0, math.inf).to(gap.dtype)
+        else:
+            dist = gap.norm(dim=1)
+        close = dist <= thr
+        # a cached voxel is kept while a current centroid lies within the threshold
+        kept = torch.zeros(mp, dtype=torch.bool, device=j.device).index_fill_(0, j[close], True)
+        # match: the cached voxel in the own cell if close, else the nearest close one
+        own = near.view(27, m)[_CENTRE]
+        own_ok = torch.zeros(m, dtype=torch.bool, device=j.device)
+        own_ok.index_fill_(0, i[close & (pair // m == _CENTRE)], True)
+        best = torch.full((m,), math.inf, dtype=dist.dtype, device=dist.device)
+        best.scatter_reduce_(0, i, dist, "amin")
+        win = dist == best.index_select(0, i)
+        nearest = torch.full((m,), mp, dtype=torch.long, device=j.device)
+        nearest.scatter_reduce_(0, i[win], j[win], "amin")
+        match = torch.where(own_ok, own, nearest).clamp_max(mp - 1)
+        clean = best <= thr
+        if vox.features.shape[1] > 3:  # mean x within the feature tolerance
+            feat_gap = vox.features[:, 3:] - cache["features"].index_select(0, match)[:, 3:]
+            clean &= feat_gap.abs().amax(1) <= self.feature_threshold
+        near_gone = torch.zeros(m, dtype=torch.bool, device=j.device)
+        near_gone.index_fill_(0, i[~kept.index_select(0, j)], True)
+        return match, clean, table, near_gone

@@ -164,6 +164,11 @@ def test_mesh_smoke(tmp_path):
     assert set(result["models"]) == {"gem_corr", "gcn"}
     assert result["models"]["gem_corr"]["train"]["device"] == "cpu"
     assert result["models"]["gem_corr"]["cost"]["peak_memory_mib"] > 0
+    assert result["features"] == "hks" and result["models"]["gem_corr"]["kwargs"]["in_channels"] == 16
+    from geo3d.tasks.checkpoint import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(tmp_path / "mesh" / "gem_corr.pt", task="segmentation")
+    assert model.in_channels == 16
 
 
 @pytest.mark.slow

@@ -36,7 +36,9 @@ def test_meshes_correspondence_and_parts():
     assert corr.in_channels == 2 and mesh.x.shape[1] == 2 and mesh.face.shape[0] == 3
     assert len(corr.class_names) == mesh.pos.shape[0]  # one class per template vertex
     assert int(parts.dataset[0].y.max()) < len(parts.class_names) < len(corr.class_names)
-    for kwargs, match in (({"task": "classification"}, "per-vertex"),
+    hks = make_dataset("synthetic-meshes", "test", 1, features="hks")
+    assert hks.in_channels == 16 == hks.dataset[0].x.shape[1]
+    for kwargs, match in (({"task": "classification"}, "per-vertex"), ({"features": "xyz"}, "features"),
                           ({"num_points": 10}, "num_points"), ({"target": "x"}, "target")):
         with pytest.raises(InvalidInputError, match=match):
             make_dataset("synthetic-meshes", "test", 1, **kwargs)

@@ -45,6 +45,7 @@ def test_faust_layout_split_and_labels(tmp_path):
     assert torch.equal(d.y, torch.arange(V)) and d.subject == 8 and d.pose == 0
     assert torch.equal(test[-1].face, d.face) and test[-1].pose == 9
     assert FAUST(root, "all", features="none", num_vertices=V)[5].x is None
+    assert FAUST(root, "all", features="hks", num_vertices=V)[5].x.shape == (V, 16)
 
 
 def test_faust_errors_name_the_file(tmp_path):

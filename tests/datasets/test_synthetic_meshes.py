@@ -75,3 +75,12 @@ def test_bad_arguments():
     first.pos += 1
     assert not torch.equal(cached[0].pos, first.pos)
     assert np.isfinite(cached[0].pos.numpy()).all()
+
+
+def test_hks_features():
+    ds = SyntheticMeshes("val", 1, features="hks")
+    d, still = ds[0], SyntheticMeshes("val", 1, features="hks", rotate="none")[0]
+    assert ds.num_features == 16 and d.x.shape == (d.num_nodes, 16) and d.x.dtype == torch.float32
+    torch.testing.assert_close(d.x, still.x, atol=1e-3, rtol=1e-3)  # invariant to the rigid motion
+    retri = SyntheticMeshes("val", 1, features="hks", retriangulate=True)[0]
+    assert retri.x.shape == (retri.num_nodes, 16) and bool(torch.isfinite(retri.x).all())

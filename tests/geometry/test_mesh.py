@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
+import geo3d.geometry.mesh as mesh_ops
 from geo3d.errors import InvalidInputError
 from geo3d.geometry.mesh import (curvature_features, mesh_edges, mesh_geometry, tangent_frames,
                                  vertex_areas, vertex_normals)
@@ -210,3 +211,31 @@ def test_a_large_mesh_is_fast_enough():
     pos, face = torch.tensor(m.vertices, dtype=torch.float32), torch.tensor(m.faces.T.copy())
     g = mesh_geometry(pos, face)
     assert g.edge_index.shape[1] == 2 * len(m.edges_unique)
+
+
+def test_angular_weights_are_sectors():
+    # centre 0 sees neighbours 1, 2, 3 at 0, pi/2 and pi: gaps pi/2, pi/2 and pi
+    edge_index = torch.tensor([[2, 1, 3, 0], [0, 0, 0, 1]])
+    theta = torch.tensor([math.pi / 2, 0.0, math.pi, 0.3], dtype=torch.float64)
+    w = mesh_ops.angular_weights(theta, edge_index, 4)
+    expected = [(math.pi / 2 + math.pi / 2) / (4 * math.pi), (math.pi / 2 + math.pi) / (4 * math.pi),
+                (math.pi + math.pi / 2) / (4 * math.pi), 1.0]
+    torch.testing.assert_close(w, torch.tensor(expected, dtype=torch.float64))
+    # a regular fan gets equal weights, in any gauge and any edge order
+    k = 7
+    fan = torch.stack([torch.arange(1, k + 1), torch.zeros(k, dtype=torch.long)])
+    angles = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k + 2.0
+    perm = torch.randperm(k)
+    torch.testing.assert_close(mesh_ops.angular_weights(angles[perm], fan[:, perm], k + 1),
+                               torch.full((k,), 1 / k, dtype=torch.float64))
+    assert mesh_ops.angular_weights(theta[:0], edge_index[:, :0], 4).shape == (0,)
+
+
+def test_angular_weights_sum_to_one_on_a_mesh():
+    m = trimesh.creation.icosphere(2)
+    pos = torch.tensor(m.vertices * [1.0, 0.5, 0.8])
+    g = mesh_ops.mesh_geometry(pos, torch.tensor(m.faces.T.copy()))
+    w = mesh_ops.angular_weights(g.theta, g.edge_index, pos.shape[0])
+    total = torch.zeros(pos.shape[0], dtype=w.dtype).index_add_(0, g.edge_index[1], w)
+    torch.testing.assert_close(total, torch.ones_like(total))
+    assert float(w.min()) > 0

@@ -94,6 +94,27 @@ def test_gem_conv_is_gauge_equivariant_and_both_paths_agree(order_in, order_out)
     torch.testing.assert_close(conv(x, edge_index, theta, transport), out, atol=1e-12, rtol=0)
 
 
+def test_weighted_gem_conv_is_equivariant_paths_agree_and_uniform_weights_give_the_mean():
+    torch.manual_seed(0)
+    edge_index, theta, transport, gamma = _random_graph()
+    weight = mesh_ops.angular_weights(theta, edge_index, 40)
+    conv = GemConv(3, 2, 1, 2).double()
+    x = torch.randn(40, 3, 3, dtype=torch.float64)
+    out = conv(x, edge_index, theta, transport, weight)
+    theta2, transport2 = _regauge(edge_index, theta, transport, gamma)
+    weight2 = mesh_ops.angular_weights(theta2, edge_index, 40)
+    torch.testing.assert_close(weight2, weight, atol=1e-12, rtol=0)
+    out2 = conv(apply_rho(x, -gamma, 1), edge_index, theta2, transport2, weight2)
+    torch.testing.assert_close(out2, apply_rho(out, -gamma, 2), atol=1e-12, rtol=0)
+    conv.fused = False
+    torch.testing.assert_close(conv(x, edge_index, theta, transport, weight), out, atol=1e-12, rtol=0)
+    deg = torch.bincount(edge_index[1], minlength=40).double()
+    conv.fused = True
+    torch.testing.assert_close(conv(x, edge_index, theta, transport, 1 / deg[edge_index[1]]),
+                               conv(x, edge_index, theta, transport), atol=1e-12, rtol=0)
+    assert not torch.allclose(out, conv(x, edge_index, theta, transport))
+
+
 def test_regular_nonlinearity_is_equivariant():
     torch.manual_seed(0)
     gamma = torch.rand(50, dtype=torch.float64) * 2 * math.pi
@@ -174,11 +195,12 @@ def _regauged_forward(model, data, gamma):
         mesh_ops.tangent_frames = original
 
 
+@pytest.mark.parametrize("weights", ["uniform", "angle"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-6), (torch.float32, 1e-4)])
-def test_model_is_gauge_equivariant_and_rigid_motion_invariant(dtype, tol):
+def test_model_is_gauge_equivariant_and_rigid_motion_invariant(dtype, tol, weights):
     torch.manual_seed(0)
     data = _mesh(dtype)
-    model = create("gem_seg", in_channels=2, num_classes=3, **SMALL).to(dtype)
+    model = create("gem_seg", in_channels=2, num_classes=3, neighbour_weights=weights, **SMALL).to(dtype)
     model.train()
     for _ in range(2):  # non-trivial batch-norm statistics
         model(data)

@@ -14,7 +14,7 @@ from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table,
+from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table, _union,
                                    voxelize)
 
 VOXEL = 0.25
@@ -203,3 +203,64 @@ def test_submanifold_conv_matches_dense_conv3d(dtype):
                 for c in cells for o in itertools.product((-1, 0, 1), repeat=3)
                 if all(0 <= v < 6 for v in (c + torch.tensor(o)).tolist()))
     assert macs == pairs * 25
+
+
+def test_growing_stream_reuses_store_rows_exactly():
+    """Threshold 0 over frames that gain and lose voxels: the cache's store rows are
+    recycled and grown, and every frame still equals full recomputation."""
+    model = _model()
+    reuse = FeatureReuse(model, threshold=0.0).eval()
+    world, intensity = _scene()
+    sizes = []
+    for t, keep in enumerate([0.3, 1.0, 0.5, 1.0, 0.2]):  # fraction of the scene kept
+        frame, _ = _frame(t, world[: int(keep * len(world))], intensity[: int(keep * len(world))],
+                          torch.float64, drop=False)
+        out = reuse(frame)
+        with torch.no_grad():
+            full = model(reuse.to_world(frame))
+        torch.testing.assert_close(out, full, rtol=1e-12, atol=1e-12)
+        assert reuse.last_rows.numel() == reuse.stats["rows"][-1]
+        sizes.append(reuse._cache["stores"][0].shape[0])
+    assert sizes[1] > sizes[0]  # grew for the larger frame, never shrinks
+    assert sizes == sorted(sizes) and all(s.shape[0] == sizes[-1] for s in reuse._cache["stores"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 60), max_size=40, unique=True),
+       st.lists(st.integers(0, 60), max_size=40, unique=True))
+def test_union_matches_numpy(a, b):
+    ka, kb = torch.tensor(sorted(a), dtype=torch.long), torch.tensor(sorted(b), dtype=torch.long)
+    union, row, other_row = _union(ka, kb)
+    assert union.tolist() == np.union1d(ka.numpy(), kb.numpy()).tolist()
+    for u, key in enumerate(union.tolist()):
+        assert int(row[u]) == (sorted(a).index(key) if key in a else len(a))
+        assert int(other_row[u]) == (sorted(b).index(key) if key in b else len(b))
+    assert int(row[-1]) == len(a) and int(other_row[-1]) == len(b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_folded_norm_inference_matches_module(dtype):
+    """The in-place eval path (no autograd) equals the module path (autograd on)."""
+    torch.manual_seed(0)
+    conv = SubmanifoldConv(6).to(dtype).eval()
+    conv.norm.running_mean.uniform_(-1, 1)
+    conv.norm.running_var.uniform_(0.5, 2)
+    conv.norm.weight.data.uniform_(0.5, 1.5)
+    conv.norm.bias.data.uniform_(-0.5, 0.5)
+    cells = torch.randint(0, 5, (40, 3)).unique(dim=0)
+    vox = voxelize(cells.to(dtype) + 0.5, None, torch.zeros(len(cells), dtype=torch.long), 1.0)
+    h = torch.randn(len(cells), 6, dtype=dtype)
+    rows = torch.arange(len(cells))
+    table = _neighbour_table(vox.keys, vox.keys)
+    ref, macs = conv(h, rows, table)
+    with torch.no_grad():
+        fast, fast_macs = conv(h, rows, table)
+        # the same through a permuted store: voxel i lives in row slot[i]
+        slot = torch.randperm(len(cells))
+        store = torch.empty_like(h).index_copy_(0, slot, h)
+        part = torch.arange(0, len(cells), 2)
+        moved, _ = conv(store, part, table.index_select(1, part), slot)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(fast, ref.detach(), rtol=tol, atol=tol)
+    torch.testing.assert_close(moved, ref.detach()[part], rtol=tol, atol=tol)
+    assert fast_macs == macs

@@ -12,7 +12,10 @@ the messages are the transported features times the harmonics ``cos(k theta),
 sin(k theta)`` (``k <= L``), averaged per vertex, and one dense matrix built from the
 weights and the basis's Fourier coefficients maps them to the output. The mean (not the
 sum) keeps the scale independent of the vertex degree, which differs between
-triangulations.
+triangulations. With ``edge_weight`` (e.g. :func:`geo3d.geometry.mesh.angular_weights`,
+the angular sector of each neighbour) the mean becomes that weighted sum: a quadrature of
+the kernel's integral over directions that depends less on where a triangulation puts
+the neighbours.
 
 Two equal implementations of the averaging: PyG ``MessagePassing`` (``message`` builds the
 per-edge products, ``aggr="mean"``; the reference, ``fused=False``) and the default fused
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +58,8 @@ class GemConv(MessagePassing):
     Shapes:
         ``x [V, C_in, 2 N_in + 1], edge_index [2, E]`` (row 0 neighbour ``q``, row 1
         centre ``p``), ``theta [E]`` (angle of ``q`` in ``p``'s gauge), ``transport [E]``
-        (``g_{q->p}``) ``-> [V, C_out, 2 N_out + 1]``.
+        (``g_{q->p}``), optional ``edge_weight [E]`` (summing to 1 per centre; default
+        ``1 / deg``) ``-> [V, C_out, 2 N_out + 1]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, order_in: int, order_out: int,
@@ -81,28 +86,37 @@ class GemConv(MessagePassing):
         ws = torch.einsum("oib,bde->odie", self.self_weight, self.self_basis)
         return w.reshape(w.shape[0] * w.shape[1], -1), ws.reshape(ws.shape[0] * ws.shape[1], -1)
 
-    def forward(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor,
+                edge_weight: Optional[Tensor] = None) -> Tensor:
         v = x.shape[0]
         if self.fused:
-            agg = self._fused_mean(x, edge_index, theta, transport)
-        else:
+            agg = self._fused_mean(x, edge_index, theta, transport, edge_weight)
+        else:  # PyG averages: scale each message by its weight times the degree
+            scale = None
+            if edge_weight is not None:
+                deg = torch.bincount(edge_index[1], minlength=v).to(x.dtype)
+                scale = edge_weight * deg[edge_index[1]]
             agg = self.propagate(edge_index, x=x.reshape(v, -1), theta=theta, transport=transport,
-                                 size=(v, v))
+                                 scale=scale, size=(v, v))
         w, ws = self.kernel_matrices()
         out = (agg @ w.T + x.reshape(v, -1) @ ws.T).view(v, self.out_channels, -1)
         if self.bias is not None:
             out = torch.cat([out[..., :1] + self.bias[:, None], out[..., 1:]], dim=-1)
         return out
 
-    def _fused_mean(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor) -> Tensor:
+    def _fused_mean(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor,
+                    edge_weight: Optional[Tensor]) -> Tensor:
         v, c, d = x.shape
         q, p = edge_index
         if q.numel() > 1 and not bool((p[1:] >= p[:-1]).all()):
             order = torch.argsort(p, stable=True)
             q, p, theta, transport = q[order], p[order], theta[order], transport[order]
+            edge_weight = None if edge_weight is None else edge_weight[order]
         e = q.shape[0]
         counts = torch.bincount(p, minlength=v)
-        h = harmonics(theta, self.degree) / counts[p].clamp_min(1)[:, None].to(x.dtype)  # [E, F]
+        if edge_weight is None:
+            edge_weight = 1.0 / counts[p].clamp_min(1).to(x.dtype)
+        h = harmonics(theta, self.degree) * edge_weight[:, None].to(x.dtype)  # [E, F]
         f = h.shape[1]
         crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
         crow = torch.cat([crow[:-1] + k * e for k in range(f)] + [crow[-1:] + (f - 1) * e])
@@ -123,9 +137,12 @@ class GemConv(MessagePassing):
             parts.append(torch.stack([yc[..., 0] - ys[..., 1], ys[..., 0] + yc[..., 1]], -1))
         return torch.cat(parts, -1).permute(1, 2, 3, 0).reshape(v, -1)  # [V, C*D*F]
 
-    def message(self, x_j: Tensor, theta: Tensor, transport: Tensor) -> Tensor:
+    def message(self, x_j: Tensor, theta: Tensor, transport: Tensor,
+                scale: Optional[Tensor]) -> Tensor:
         xt = apply_rho(x_j.view(x_j.shape[0], self.in_channels, -1), transport, self.order_in)
         h = harmonics(theta, self.degree)  # [E, F]
+        if scale is not None:
+            h = h * scale[:, None]
         return (xt[..., None] * h[:, None, None, :]).flatten(1)
 
     def extra_repr(self) -> str:

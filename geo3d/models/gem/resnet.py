@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from geo3d.errors import InvalidInputError
-from geo3d.geometry.mesh import log_map, mesh_geometry, parallel_transport
+from geo3d.geometry.mesh import angular_weights, log_map, mesh_geometry, parallel_transport
 from geo3d.models._layers import check_channels, check_dropout, check_int, check_model_input
 from geo3d.models.gem.conv import GemConv
 from geo3d.models.gem.kernels import self_interaction_basis
@@ -48,7 +48,8 @@ class GemLevel(NamedTuple):
 
     ``cluster``/``pool_angle`` are None at the finest level; otherwise ``cluster [V_fine]``
     is the coarse index of each finer vertex and ``pool_angle [V_fine]`` the transport
-    angle from it to its coarse vertex.
+    angle from it to its coarse vertex. ``weight [E]`` is the neighbour weighting of the
+    convolutions (None: the uniform mean).
     """
 
     edge_index: Tensor
@@ -57,14 +58,29 @@ class GemLevel(NamedTuple):
     batch: Tensor
     cluster: Optional[Tensor]
     pool_angle: Optional[Tensor]
+    weight: Optional[Tensor] = None
+
+    @property
+    def graph(self) -> tuple:
+        """The arguments of a :class:`GemConv` after the features."""
+        return self.edge_index, self.theta, self.transport, self.weight
 
 
 @torch.no_grad()
-def mesh_levels(pos: Tensor, face: Tensor, batch: Tensor, levels: int, name: str = "data"
-                ) -> List[GemLevel]:
-    """Geometry of the mesh and of ``levels - 1`` coarsenings of it (see the module doc)."""
+def mesh_levels(pos: Tensor, face: Tensor, batch: Tensor, levels: int, name: str = "data",
+                neighbour_weights: str = "uniform") -> List[GemLevel]:
+    """Geometry of the mesh and of ``levels - 1`` coarsenings of it (see the module doc).
+
+    ``neighbour_weights="angle"`` adds the angular-sector weights of
+    :func:`geo3d.geometry.mesh.angular_weights` to every level; ``"uniform"`` leaves them
+    None (the plain mean over neighbours).
+    """
+    def weights(theta: Tensor, edge_index: Tensor, n: int) -> Optional[Tensor]:
+        return angular_weights(theta, edge_index, n) if neighbour_weights == "angle" else None
+
     g = mesh_geometry(pos, face, name)
-    out = [GemLevel(g.edge_index, g.theta, g.transport, batch, None, None)]
+    out = [GemLevel(g.edge_index, g.theta, g.transport, batch, None, None,
+                    weights(g.theta, g.edge_index, pos.shape[0]))]
     normal, e1, e2, edge_index = g.normal, g.e1, g.e2, g.edge_index
     for _ in range(levels - 1):
         c = coarsen(edge_index, batch)
@@ -75,7 +91,8 @@ def mesh_levels(pos: Tensor, face: Tensor, batch: Tensor, levels: int, name: str
         batch, edge_index = batch[c.keep], c.edge_index
         theta = log_map(pos, normal, e1, e2, edge_index)[1]
         transport = parallel_transport(normal, e1, e2, edge_index, pos)
-        out.append(GemLevel(edge_index, theta, transport, batch, c.cluster, pool_angle))
+        out.append(GemLevel(edge_index, theta, transport, batch, c.cluster, pool_angle,
+                            weights(theta, edge_index, pos.shape[0])))
     return out
 
 
@@ -118,9 +135,8 @@ class GemResBlock(nn.Module):
         self.skip = None if in_channels == out_channels else _GaugeLinear(in_channels, out_channels, order)
 
     def forward(self, x: Tensor, level: GemLevel) -> Tensor:
-        geo = (level.edge_index, level.theta, level.transport)
-        h = self.act(self.norm1(self.conv1(x, *geo)))
-        h = self.norm2(self.conv2(h, *geo))
+        h = self.act(self.norm1(self.conv1(x, *level.graph)))
+        h = self.norm2(self.conv2(h, *level.graph))
         return self.act(h + (x if self.skip is None else self.skip(x)))
 
 
@@ -135,6 +151,9 @@ class GemResNet(nn.Module):
         levels: resolutions (1: no pooling).
         num_samples: angles sampled by the nonlinearities (None: their default).
         act: pointwise function of the nonlinearities.
+        neighbour_weights: ``"uniform"`` (the mean over the one-ring, as in the paper) or
+            ``"angle"`` (each neighbour weighted by its angular sector, see
+            :func:`mesh_levels`; less dependent on the triangulation).
 
     Shapes:
         ``pos [V, 3], x [V, in_channels] | None, face [3, T], batch [V] -> [V, width]``
@@ -142,9 +161,10 @@ class GemResNet(nn.Module):
     """
 
     def __init__(self, in_channels: int, width: int, depth: int, order: int, levels: int,
-                 num_samples: Optional[int], act: str) -> None:
+                 num_samples: Optional[int], act: str, neighbour_weights: str = "uniform") -> None:
         super().__init__()
         self.in_channels, self.levels, self.order = in_channels, levels, order
+        self.neighbour_weights = neighbour_weights
         self.out_channels = width
         widths = [width * 2**l for l in range(levels)]
         self.stem = GemConv(max(in_channels, 1), width, 0, order)
@@ -164,10 +184,10 @@ class GemResNet(nn.Module):
         self.out_norm = nn.BatchNorm1d(width)
 
     def forward(self, pos: Tensor, x: Optional[Tensor], face: Tensor, batch: Tensor) -> Tensor:
-        levels = mesh_levels(pos, face, batch, self.levels)
+        levels = mesh_levels(pos, face, batch, self.levels, neighbour_weights=self.neighbour_weights)
         h = pos.new_ones(pos.shape[0], 1, 1) if x is None else x[..., None]
         fine = levels[0]
-        h = self.stem_act(self.stem_norm(self.stem(h, fine.edge_index, fine.theta, fine.transport)))
+        h = self.stem_act(self.stem_norm(self.stem(h, *fine.graph)))
         skips = []
         for l, blocks in enumerate(self.encoder):
             if l:
@@ -180,7 +200,7 @@ class GemResNet(nn.Module):
             up = levels[l + 1]
             h = self.unpool(h, up.cluster, up.pool_angle)
             h = self.decoder[l](torch.cat([h, skips[l]], dim=1), levels[l])
-        h = self.out(h, fine.edge_index, fine.theta, fine.transport)[..., 0]
+        h = self.out(h, *fine.graph)[..., 0]
         return nn.functional.silu(self.out_norm(h))
 
 
@@ -228,7 +248,11 @@ class GemMeshModel(nn.Module):
         return self.head.loss(logits, data)
 
 
-def _backbone(in_channels, width, depth, order, levels, num_samples, act, dropout) -> GemResNet:
+_WEIGHTINGS = ("uniform", "angle")
+
+
+def _backbone(in_channels, width, depth, order, levels, num_samples, act, dropout,
+              neighbour_weights) -> GemResNet:
     check_int(in_channels, "in_channels", 0)
     check_int(width, "width", 1)
     check_int(depth, "depth", 1)
@@ -239,7 +263,9 @@ def _backbone(in_channels, width, depth, order, levels, num_samples, act, dropou
     if act not in _ACTS:
         raise InvalidInputError(f"act must be one of {sorted(_ACTS)}, got {act!r}")
     check_dropout(dropout)
-    return GemResNet(in_channels, width, depth, order, levels, num_samples, act)
+    if neighbour_weights not in _WEIGHTINGS:
+        raise InvalidInputError(f"neighbour_weights must be one of {_WEIGHTINGS}, got {neighbour_weights!r}")
+    return GemResNet(in_channels, width, depth, order, levels, num_samples, act, neighbour_weights)
 
 
 @register("gem_seg")
@@ -255,6 +281,7 @@ def gem_seg(
     act: str = "silu",
     head_channels: Sequence[int] = (64,),
     dropout: float = 0.0,
+    neighbour_weights: str = "uniform",
 ) -> GemMeshModel:
     """GEM-CNN per-vertex segmentation of triangle meshes (de Haan et al., ICLR 2021).
 
@@ -270,13 +297,18 @@ def gem_seg(
         act: ``"silu"`` (default), ``"relu"``, ``"gelu"`` or ``"tanh"``.
         head_channels: hidden widths of the per-vertex MLP head (default ``(64,)``).
         dropout: head dropout (default 0).
+        neighbour_weights: ``"uniform"`` (default: the paper's mean over the one-ring) or
+            ``"angle"`` (each neighbour weighted by its angular sector,
+            :func:`geo3d.geometry.mesh.angular_weights`: less dependent on the
+            triangulation).
 
     Returns:
         A :class:`GemMeshModel` with ``task == "segmentation"``; logits ``[V, num_classes]``.
     """
     check_int(num_classes, "num_classes", 1)
     head_channels = check_channels(head_channels, "head_channels", 0)
-    backbone = _backbone(in_channels, width, depth, order, levels, num_samples, act, dropout)
+    backbone = _backbone(in_channels, width, depth, order, levels, num_samples, act, dropout,
+                         neighbour_weights)
     return GemMeshModel(backbone, SegmentationHead(width, num_classes, head_channels, dropout))
 
 
@@ -293,6 +325,7 @@ def gem_corr(
     act: str = "silu",
     head_channels: Sequence[int] = (128,),
     dropout: float = 0.0,
+    neighbour_weights: str = "uniform",
 ) -> GemMeshModel:
     """GEM-CNN dense correspondence: per-vertex logits over ``num_classes`` template vertices.
 
@@ -301,5 +334,6 @@ def gem_corr(
     """
     check_int(num_classes, "num_classes", 1)
     head_channels = check_channels(head_channels, "head_channels", 0)
-    backbone = _backbone(in_channels, width, depth, order, levels, num_samples, act, dropout)
+    backbone = _backbone(in_channels, width, depth, order, levels, num_samples, act, dropout,
+                         neighbour_weights)
     return GemMeshModel(backbone, CorrespondenceHead(width, num_classes, head_channels, dropout))
