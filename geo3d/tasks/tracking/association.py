@@ -38,7 +38,7 @@ def _hull_area(points: np.ndarray) -> np.ndarray:
 
     Jarvis march (gift wrapping) counter-clockwise from the lowest of the leftmost
     points: the next vertex is the point with the smallest left turn from the last edge
-    (the farthest among equal turns). The area is the fan of the visited edges about the
+    (the farthest among equal turns, or the start if it is among them). The area is the fan of the visited edges about the
     start vertex.
     """
     p, n, _ = points.shape
@@ -61,7 +61,10 @@ def _hull_area(points: np.ndarray) -> np.ndarray:
         turn = np.where(dist2 > 0, turn, np.inf)
         best = turn.min(1, keepdims=True)
         stuck = ~np.isfinite(best[:, 0])
-        nxt = np.where(turn <= best + 1e-12, dist2, -1.0).argmax(1)
+        tied = turn <= best + 1e-12
+        nxt = np.where(tied, dist2, -1.0).argmax(1)
+        # Near-duplicates of the start can tie with it: close the hull rather than loop.
+        nxt = np.where(tied[rows, start] & (cur != start), start, nxt)
         q = points[rows, nxt]
         a, b = c - origin, q - origin
         live = ~done & ~stuck
