@@ -9,7 +9,8 @@ with ``geo3d.efficiency``:
 * ``structured50_ft``: 50% of the channels removed (DGCNN, PointNet++; irreps
   multiplicities for the e3nn model), then fine-tuned for ``--finetune-minutes``;
 * ``magnitude50``: global magnitude pruning of 50% of the weights (no fine-tuning);
-* ``ltp``: Learned Threshold Pruning trained for ``--steps`` steps;
+* ``ltp``: Learned Threshold Pruning trained for ``--steps`` steps, then the surviving
+  weights fine-tuned with the mask fixed for ``--ltp-finetune`` steps;
 * ``lsq4``: LSQ+ 4-bit quantization-aware training for ``--steps`` steps.
 
 Every variant is evaluated on the test split (mIoU) and profiled
@@ -116,10 +117,50 @@ def variants(name: str, dense, data: dict, args, names) -> Dict[str, Callable[[]
         "structured50_ft": structured,
         "magnitude50": lambda: prune(dense, PruneConfig(amount=0.5, scope="global")),
         "ltp": lambda: prune(dense, PruneConfig(method="ltp", steps=steps, lr=args.lr / 4,
-                                                threshold_lr=0.05, l0_weight=args.l0_weight), batches),
+                                                threshold_lr=0.05, l0_weight=args.l0_weight,
+                                                finetune_steps=args.ltp_finetune), batches),
         "lsq4": lambda: quantize(dense, QuantConfig(method="qat_lsq", bits=4, steps=steps,
                                                     lr=args.lr / 4), batches),
     }
+
+
+def _dense_model(name: str, kwargs: dict, data: dict, args, names, example, bs: int, device: str):
+    """The trained dense model and its test mIoU: trained here (``fit_and_test``), or
+    loaded from ``--dense-cache`` when a model of the same name, kwargs, budget, data and
+    seed was saved there (then only evaluated)."""
+    import hashlib
+    import io
+    import json
+
+    from geo3d import models
+    from geo3d.io.atomic import atomic_write_bytes
+    from geo3d.tasks import evaluate
+
+    spec = json.dumps([name, kwargs, args.minutes_used, args.seed, args.sizes, args.points,
+                       args.lr, bs], sort_keys=True)
+    path = None
+    if args.dense_cache:
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        path = Path(args.dense_cache) / f"{name}-{digest}.pt"
+        if path.exists():
+            model = models.create(name, **kwargs)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.eval()
+            base = evaluate(model, data["test"], batch_size=bs, num_classes=len(names),
+                            class_names=names)["mIoU"]
+            print(f"[{name}] dense model from {path}: mIoU {base:.3f}", flush=True)
+            return model, base
+    fit = fit_and_test(name, kwargs, data["train"], data["val"], {"test": data["test"]},
+                       minutes=args.minutes_used, batch_size=bs, lr=args.lr, seed=args.seed,
+                       class_names=names, example=example, repeats=1, memory=False,
+                       return_model=True, device=device)
+    model = fit["trained_model"]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return model, fit["test"]["test"]["mIoU"]
 
 
 def markdown(result: dict) -> str:
@@ -128,7 +169,7 @@ def markdown(result: dict) -> str:
              f"{m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}; "
              f"SyntheticShapes part segmentation, {s['num_points']} points; dense training "
              f"{s['minutes']} min, fine-tuning {s['finetune_minutes']} min, LTP/LSQ+ {s['steps']} "
-             f"steps{', --quick' if s['quick'] else ''}. Latency: one batch of "
+             f"steps (LTP then {s.get('ltp_finetune', 0)} fine-tuning steps){', --quick' if s['quick'] else ''}. Latency: one batch of "
              f"{s['latency_batch']} clouds, median of {s['repeats']} runs alternating with "
              "the dense model. MACs include message passing and the search work model "
              "(geo3d.efficiency.profile).", "",
@@ -161,8 +202,8 @@ def markdown(result: dict) -> str:
             lines.append(f"- {r['model']}: inside blocks {sorted(set(o.split(': ')[1] for o in r['float_ops']))}; "
                          f"{len(r['float_modules'])} modules outside blocks (e.g. "
                          f"{', '.join(r['float_modules'][:4])})")
-    lines += ["", "Not implemented: conditional compute (early exit, budgets, routing), "
-              "distillation, mixed precision, equivariance-aware quantization.", ""]
+    lines += ["", "Conditional compute (budgets, early exit, routing) and distillation are "
+              "measured by `benchmarks/conditional.py`.", ""]
     return "\n".join(lines)
 
 
@@ -243,6 +284,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="fine-tuning after structured pruning (default: half of --minutes)")
     ap.add_argument("--steps", type=int, default=None, help="LTP / LSQ+ steps (default 300; --quick 30)")
     ap.add_argument("--l0-weight", type=float, default=2.0, help="LTP soft-L0 weight (default 2)")
+    ap.add_argument("--ltp-finetune", type=int, default=None,
+                    help="LTP fine-tuning steps with the mask fixed (default: --steps)")
+    ap.add_argument("--dense-cache", default=None,
+                    help="folder to save the trained dense models in and reuse them from "
+                         "(same model, budget, data and seed): variants without retraining")
     add_device_arg(ap, note="here only the dense training and its evaluation use it")
     add_picture_arg(ap)
     args = ap.parse_args(argv)
@@ -260,16 +306,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     q = args.quick
     args.steps = args.steps or (30 if q else 300)
+    args.ltp_finetune = args.steps if args.ltp_finetune is None else args.ltp_finetune
     args.finetune_minutes = args.finetune_minutes if args.finetune_minutes is not None else minutes / 2
     num_points = args.num_points or (512 if q else 1024)
     sizes = dict(train=args.train_size or (96 if q else 960), val=args.val_size or (16 if q else 96),
                  test=args.test_size or (48 if q else 240))
     names = list(SyntheticShapes.PART_NAMES)
     data = parts_splits(sizes, num_points, args.seed)
+    args.minutes_used, args.sizes, args.points = minutes, sizes, num_points
     latency_batch = 4
     example = Batch.from_data_list(data["test"][:latency_batch])
     settings = dict(quick=q, minutes=minutes, finetune_minutes=args.finetune_minutes,
-                    steps=args.steps, seed=args.seed, repeats=repeats, models=models,
+                    steps=args.steps, ltp_finetune=args.ltp_finetune, seed=args.seed, repeats=repeats, models=models,
                     variants=args.variants, num_points=num_points, sizes=sizes,
                     latency_batch=latency_batch, lr=args.lr, device=device)
     result = {"machine": machine_info(), "device": device, "settings": settings, "rows": []}
@@ -277,12 +325,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     bs = args.batch_size or 8
     for name in models:
         kwargs = dict(in_channels=0, num_classes=len(names), **(tiny_kwargs(name) if args.tiny else {}))
-        fit = fit_and_test(name, kwargs, data["train"], data["val"], {"test": data["test"]},
-                           minutes=minutes, batch_size=bs, lr=args.lr, seed=args.seed,
-                           class_names=names, example=example, repeats=1, memory=False,
-                           return_model=True, device=device)
-        dense = fit["trained_model"]
-        base = fit["test"]["test"]["mIoU"]
+        dense, base = _dense_model(name, kwargs, data, args, names, example, bs, device)
         if not shown:
             shown.append((f"{name} dense, mIoU {100 * base:.0f}%", dense))
         prof = profile(dense, example, repeats=0, memory=False)

@@ -9,9 +9,14 @@
   Threshold Pruning", arXiv:2003.00075, 2020), our own code on
   ``torch.nn.utils.parametrize``: each prunable weight is replaced by ``w * sigmoid((w^2 -
   tau_l) / T_l)`` with a learned threshold ``tau_l`` per layer, trained on
-  ``model.loss + l0_weight * sum_l sum sigmoid(...) / numel`` (the soft L0 penalty); then
-  the hard mask ``w^2 > tau_l`` is applied. Thresholds and temperature are in units of
-  the layer's initial ``mean(w^2)``, so one learning rate and temperature suit every layer.
+  ``model.loss + l0_weight * sum_l sum_i sigmoid(...) / sum_l numel_l`` (the soft L0
+  penalty: the soft fraction of weights kept over the whole model, so large layers, which
+  hold most of the size, are pressed hardest); then the hard mask ``w^2 > tau_l`` is
+  applied. Thresholds and temperature are in units of the layer's initial ``mean(w^2)``,
+  so one learning rate and temperature suit every layer.
+* ``finetune_steps`` (magnitude and LTP): after the mask is fixed, the surviving weights
+  train on ``model.loss`` with the pruned ones held at zero (a fixed-mask
+  parametrization), the usual prune-then-fine-tune recipe.
 * ``structured``: removes whole channels (the rows of a producing ``nn.Linear``, its
   BatchNorm entries, and the matching columns of every consumer), a smaller dense model.
   Dependencies are declared per architecture (no tracer handles message passing):
@@ -65,8 +70,12 @@ class PruneConfig:
         lr: LTP learning rate of the weights (default 1e-3, Adam).
         threshold_lr: LTP learning rate of the thresholds, in units of each layer's
             initial ``mean(w^2)`` (default 1e-2).
-        l0_weight: LTP weight of the soft-L0 penalty (default 1.0; larger: sparser).
+        l0_weight: LTP weight of the soft-L0 penalty, the soft fraction of all prunable
+            weights kept (default 1.0; larger: sparser).
         temperature: LTP sigmoid temperature relative to ``mean(w^2)`` (default 0.1).
+        finetune_steps: magnitude and LTP: steps of training (Adam, ``lr``) of the
+            surviving weights after pruning, the pruned ones held at zero (default 0;
+            needs training data as ``example`` and a model with ``loss``).
     """
 
     method: str = "magnitude"
@@ -77,6 +86,7 @@ class PruneConfig:
     threshold_lr: float = 1e-2
     l0_weight: float = 1.0
     temperature: float = 0.1
+    finetune_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -88,6 +98,12 @@ class PruneConfig:
             raise InvalidInputError(f"amount must be a number in [0, 1), got {self.amount!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise InvalidInputError(f"steps must be an integer >= 1, got {self.steps!r}")
+        v = self.finetune_steps
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InvalidInputError(f"finetune_steps must be an integer >= 0, got {v!r}")
+        if v and self.method == "structured":
+            raise InvalidInputError("finetune_steps is for method='magnitude' or 'ltp'; fine-tune a "
+                                    "structured result with geo3d.tasks.train")
         for name in ("lr", "threshold_lr", "temperature"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
@@ -130,10 +146,10 @@ def prune(model: nn.Module, config: PruneConfig, example: Any = None) -> nn.Modu
     Args:
         model: a geo3d model (any ``nn.Module`` for ``magnitude``).
         config: a :class:`PruneConfig`.
-        example: ``magnitude``: unused (default None). ``structured``: one input the
-            result is checked on (it must run). ``ltp``: the training data: one
-            ``Data``/``Batch`` or an iterable of them (cycled for ``config.steps``);
-            the model needs ``loss(outputs, batch)``.
+        example: ``magnitude``: unused (default None) unless ``finetune_steps``.
+            ``structured``: one input the result is checked on (it must run). ``ltp``
+            and fine-tuning: the training data: one ``Data``/``Batch`` or an iterable of
+            them (cycled); the model needs ``loss(outputs, batch)``.
 
     Returns:
         The pruned model (same mode as ``model``).
@@ -145,10 +161,11 @@ def prune(model: nn.Module, config: PruneConfig, example: Any = None) -> nn.Modu
     _check_model(model)
     if not isinstance(config, PruneConfig):
         raise InvalidInputError(f"config must be a PruneConfig, got {type(config).__name__}")
-    if config.method == "magnitude":
-        return _magnitude(model, config)
-    if config.method == "ltp":
-        return _ltp(model, config, example)
+    if config.method in ("magnitude", "ltp"):
+        if config.method == "ltp" or config.finetune_steps:
+            _check_trainable(model, example, config.method)
+        out = _magnitude(model, config) if config.method == "magnitude" else _ltp(model, config, example)
+        return _finetune_masked(out, config, example) if config.finetune_steps else out
     out = _structured(model, config)
     if example is not None:
         was = out.training
@@ -205,9 +222,45 @@ class _SoftThreshold(nn.Module):
         return w * self.mask(w)
 
 
-def _ltp(model: nn.Module, config: PruneConfig, example: Any) -> nn.Module:
+def _check_trainable(model: nn.Module, example: Any, method: str) -> None:
     if not callable(getattr(model, "loss", None)):
-        raise InvalidInputError("method='ltp' trains the model: it needs loss(outputs, batch)")
+        raise InvalidInputError(f"method={method!r} with training needs a model with "
+                                f"loss(outputs, batch)")
+    cycle_batches(example, "example")  # raises on missing or empty data
+
+
+def _finetune_masked(model: nn.Module, config: PruneConfig, example: Any) -> nn.Module:
+    """Train ``model``'s surviving weights for ``finetune_steps``, zeros held at zero."""
+    data = cycle_batches(example, "example")
+    modules = [m for _, m in prunable_weights(model)]
+    for m in modules:
+        parametrize.register_parametrization(m, "weight", _FixedMask(m.weight != 0))
+    was = model.training
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    for _, batch in zip(range(config.finetune_steps), data):
+        opt.zero_grad()
+        model.loss(model(batch), batch).backward()
+        opt.step()
+    with torch.no_grad():
+        for m in modules:
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    model.train(was)
+    return model
+
+
+class _FixedMask(nn.Module):
+    """``w * mask`` with a fixed 0/1 mask (pruned weights stay zero while training)."""
+
+    def __init__(self, keep: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("keep", keep.detach().to(torch.bool))
+
+    def forward(self, w: Tensor) -> Tensor:
+        return w * self.keep
+
+
+def _ltp(model: nn.Module, config: PruneConfig, example: Any) -> nn.Module:
     data = cycle_batches(example, "example")
     out = copy.deepcopy(model)
     was = out.training
@@ -221,12 +274,13 @@ def _ltp(model: nn.Module, config: PruneConfig, example: Any) -> nn.Module:
     weights = [p for n, p in out.named_parameters() if not n.endswith(".t")]
     opt = torch.optim.Adam([{"params": weights, "lr": config.lr},
                             {"params": taus, "lr": config.threshold_lr}])
+    total = sum(m.parametrizations.weight.original.numel() for m in modules)
     out.train()
     for _, batch in zip(range(config.steps), data):
         opt.zero_grad()
         task = out.loss(out(batch), batch)
-        l0 = sum(p.mask(m.parametrizations.weight.original).mean() for p, m in zip(soft, modules))
-        (task + config.l0_weight * l0 / max(1, len(soft))).backward()
+        kept = sum(p.mask(m.parametrizations.weight.original).sum() for p, m in zip(soft, modules))
+        (task + config.l0_weight * kept / max(1, total)).backward()
         opt.step()
     with torch.no_grad():
         for p, m in zip(soft, modules):

@@ -3,19 +3,25 @@ feature-space kNN graph.
 
 Layers are plain torch (``nn.Linear`` + ``nn.BatchNorm1d``): PyG's ``MLP`` would do, but its
 plain-last/normalisation options differ between releases and the first linear layer of our
-message MLPs is split by hand (see :mod:`geo3d.models.backbones.dgcnn`). Pooling uses PyG's
-``global_max_pool`` / ``global_mean_pool``.
+message MLPs is split by hand (see :mod:`geo3d.models.backbones.dgcnn`). Pooling is a dense
+max (and mean) per segment when ``batch`` is sorted without empty graphs (PyG's scatter
+took 20 ms for 4 x 1,024 points x 1,024 channels on one core, the segments 0.7 ms), else
+PyG's ``global_max_pool`` / ``global_mean_pool``.
 
 ``feature_knn_graph`` picks its backend by dimension: ``geo3d.geometry.knn_graph``
 (scipy ``cKDTree``, exact) for low-dimensional inputs such as xyz, and a chunked
-``addmm`` + ``topk`` brute force in torch for feature spaces. Measured on 2 cores, 16,384
-points, k = 20: cKDTree 0.1 s in 3-D but 24 s in 64-D; the brute force 1.7-4 s in 64-D.
+``addmm`` brute force for feature spaces, whose k smallest distances per row are
+selected by numpy's ``argpartition`` on the CPU (then ordered): measured on one core, a
+1,024 x 1,024 distance block with k = 20 takes 2.7 ms against 7.5 ms for ``torch.topk``
+(``topk`` stays on other devices). Measured on 2 cores, 16,384 points, k = 20: cKDTree
+0.1 s in 3-D but 24 s in 64-D; the brute force 1.7-4 s in 64-D.
 """
 
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool, global_mean_pool
@@ -113,6 +119,16 @@ def global_pool(x: Tensor, batch: Tensor, num_graphs: int, mode: str) -> Tensor:
     Shapes:
         ``x [N, C], batch [N] -> [num_graphs, C]`` (``2C`` for ``"max_mean"``).
     """
+    counts = torch.bincount(batch, minlength=num_graphs) if batch.numel() else None
+    if counts is not None and counts.shape[0] == num_graphs and bool((counts > 0).all()) \
+            and bool((batch[1:] >= batch[:-1]).all()):
+        # sorted, no empty graph: a dense max per segment, ~10-30x faster on the CPU than
+        # the scatter of global_max_pool (which also copies non-contiguous inputs)
+        parts = x.split(counts.tolist())
+        pooled = torch.stack([p.amax(dim=0) for p in parts])
+        if mode == "max_mean":
+            pooled = torch.cat([pooled, torch.stack([p.mean(dim=0) for p in parts])], dim=1)
+        return pooled
     pooled = global_max_pool(x, batch, size=num_graphs)
     if mode == "max_mean":
         pooled = torch.cat([pooled, global_mean_pool(x, batch, size=num_graphs)], dim=1)
@@ -132,6 +148,16 @@ def _ptr(batch: Optional[Tensor], n: int) -> List[int]:
     return out
 
 
+def _k_smallest(d: Tensor, k: int) -> Tensor:
+    """Column indices of the ``k`` smallest entries of each row of ``d``, ascending."""
+    if d.device.type != "cpu" or d.dtype not in (torch.float32, torch.float64) or k >= d.shape[1]:
+        return d.topk(k, dim=1, largest=False, sorted=True).indices
+    dn = d.numpy()
+    part = np.argpartition(dn, k - 1, axis=1)[:, :k]
+    order = np.argsort(np.take_along_axis(dn, part, axis=1), axis=1, kind="stable")
+    return torch.from_numpy(np.take_along_axis(part, order, axis=1))
+
+
 @torch.no_grad()
 def _brute_knn(x: Tensor, k: int, ptr: List[int]) -> Tensor:
     """Brute-force kNN (self included) per item: ``[2, E]`` (row 0 neighbour, row 1 centre)."""
@@ -148,7 +174,7 @@ def _brute_knn(x: Tensor, k: int, ptr: List[int]) -> Tensor:
             q = xb[q0 : q0 + step]
             # ||q||^2 is constant per row: leaving it out does not change the order
             d = torch.addmm(sq[None, :], q, xb.T, alpha=-2.0)
-            idx = d.topk(kk, dim=1, largest=False, sorted=True).indices
+            idx = _k_smallest(d, kk)
             cols.append(idx.reshape(-1) + s)
             rows.append(torch.arange(q0 + s, q0 + s + q.shape[0], device=x.device).repeat_interleave(kk))
     if not cols:

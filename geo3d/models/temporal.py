@@ -70,7 +70,7 @@ from geo3d.errors import InvalidInputError
 from geo3d.geometry.validation import check_positive
 from geo3d.models._layers import (check_channels, check_dropout, check_int,
                                   check_model_input, mlp)
-from geo3d.models.heads.classification import cross_entropy
+from geo3d.models.heads.losses import check_class_weights, cross_entropy
 from geo3d.models.registry import register
 
 __all__ = ["VoxelSet", "voxelize", "SubmanifoldConv", "LocalSegModel", "local_seg",
@@ -304,6 +304,7 @@ class LocalSegModel(nn.Module):
         voxel_size: voxel edge, metres.
         head_channels: hidden widths of the point-wise head.
         dropout: head dropout.
+        class_weights: per-class weights of the cross-entropy (None: unweighted).
 
     Shapes:
         ``data.pos [N, 3]``, ``data.x [N, in_channels]``, ``data.batch [N]`` ->
@@ -313,13 +314,16 @@ class LocalSegModel(nn.Module):
     task = "segmentation"
 
     def __init__(self, in_channels: int, num_classes: int, width: int, depth: int,
-                 voxel_size: float, head_channels: Sequence[int], dropout: float) -> None:
+                 voxel_size: float, head_channels: Sequence[int], dropout: float,
+                 class_weights: Optional[Sequence[float]] = None) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.voxel_size = voxel_size
         self.stem = mlp([3 + in_channels, width])
         self.convs = nn.ModuleList(SubmanifoldConv(width) for _ in range(depth))
         self.head = mlp([width, *head_channels, num_classes], dropout=dropout, plain_last=True)
+        self.register_buffer("class_weights", check_class_weights(class_weights, num_classes),
+                             persistent=False)
 
     # the staged interface FeatureReuse relies on -------------------------------------
     def voxelize(self, pos: Tensor, x: Optional[Tensor], batch: Tensor) -> VoxelSet:
@@ -383,8 +387,9 @@ class LocalSegModel(nn.Module):
             return self.run(self.voxelize(pos, x, batch))[1]
 
     def loss(self, logits: Tensor, data: object) -> Tensor:
-        """Cross-entropy against ``data.y`` ([N] long, -1 ignored)."""
-        return cross_entropy(logits, getattr(data, "y", None))
+        """Cross-entropy (weighted by ``class_weights``) against ``data.y`` ([N] long, -1
+        ignored)."""
+        return cross_entropy(logits, getattr(data, "y", None), self.class_weights)
 
 
 @register("local_seg")
@@ -397,6 +402,7 @@ def local_seg(
     voxel_size: float = 0.2,
     head_channels: Sequence[int] = (32,),
     dropout: float = 0.0,
+    class_weights: Optional[Sequence[float]] = None,
 ) -> LocalSegModel:
     """Local voxel segmentation network that :class:`FeatureReuse` can wrap exactly.
 
@@ -408,6 +414,8 @@ def local_seg(
         voxel_size: voxel edge in metres (default 0.2).
         head_channels: hidden widths of the head (default ``(32,)``).
         dropout: head dropout (default 0).
+        class_weights: per-class cross-entropy weights, ``num_classes`` positive numbers
+            (default None; :func:`~geo3d.models.heads.losses.frequency_class_weights`).
 
     Returns:
         A :class:`LocalSegModel` (``task == "segmentation"``), logits ``[N, num_classes]``.
@@ -420,7 +428,7 @@ def local_seg(
     head_channels = check_channels(head_channels, "head_channels", 0)
     check_dropout(dropout)
     return LocalSegModel(in_channels, num_classes, width, depth, float(voxel_size),
-                         head_channels, dropout)
+                         head_channels, dropout, class_weights)
 
 
 # --------------------------------------------------------------------------- reuse

@@ -92,6 +92,28 @@ def test_ltp_learns_sparsity_and_keeps_accuracy():
     assert first[:, :4].ne(0).sum() > first[:, 4:8].ne(0).sum()
 
 
+def test_finetune_keeps_the_mask_and_recovers_accuracy():
+    model = _Toy()
+    g = torch.Generator().manual_seed(0)
+    data = [torch.randn(256, 32, generator=g) for _ in range(4)]
+    before = snapshot(model)
+    cut = prune(model, PruneConfig(amount=0.6, scope="global"))
+    tuned = prune(model, PruneConfig(amount=0.6, scope="global", finetune_steps=200, lr=1e-2), data)
+    assert_unchanged(model, before)
+    assert not any("parametrizations" in k for k in tuned.state_dict())
+    for a, b in zip(cut.net, tuned.net):
+        if isinstance(a, nn.Linear):  # the same weights are zero: the mask is fixed
+            assert torch.equal(a.weight == 0, b.weight == 0)
+    test = torch.randn(1024, 32, generator=g)
+    target = (test[:, :4].sum(dim=1) > 0).long()
+    loss = lambda m: float(nn.functional.cross_entropy(m(test), target))  # noqa: E731
+    assert loss(tuned) < 0.5 * loss(cut)
+    with pytest.raises(InvalidInputError, match="example"):
+        prune(model, PruneConfig(finetune_steps=5), None)
+    with pytest.raises(InvalidInputError, match="finetune_steps"):
+        PruneConfig(method="structured", finetune_steps=5)
+
+
 def test_ltp_runs_on_a_registered_model():
     model = build("dgcnn_seg")
     data = batch(model, n=64)

@@ -76,6 +76,10 @@ def test_feature_knn_graph_matches_scipy(dim):
         _, ref = cKDTree(x[s:e].double().numpy()).query(x[s:e].double().numpy(), k=7)
         got = ei[0].view(300, 7)[s:e] - s
         assert np.array_equal(np.sort(got.numpy(), 1), np.sort(ref, 1))
+        # neighbours come by increasing distance (the documented layout)
+        xb = x[s:e].double()
+        dist = (xb[got] - xb[:, None]).norm(dim=2)
+        assert bool((dist[:, 1:] >= dist[:, :-1] - 1e-6).all())
 
 
 def test_small_item_gets_all_points_and_is_independent():
