@@ -450,6 +450,17 @@ def _allocate(stores: List[Tensor], slot: Tensor, rows: Tensor) -> List[Tensor]:
     return stores
 
 
+def _class_ids(value: object) -> Tuple[int, ...]:
+    """``recompute_classes`` checked: a sequence of class ids >= 0."""
+    try:
+        ids = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        ids = None
+    if ids is None or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in ids):
+        raise InvalidInputError(f"recompute_classes must be a sequence of class ids >= 0, got {value!r}")
+    return ids
+
+
 def is_reusable(model: object) -> bool:
     """Whether :class:`FeatureReuse` can wrap ``model``: it has the staged interface of
     :class:`LocalSegModel` (``voxelize``, ``run_stage``, ``is_local``, ``num_stages``,
@@ -487,6 +498,13 @@ class FeatureReuse(nn.Module):
             reproduces full recomputation.
         feature_threshold: tolerance on the mean ``x`` of a voxel, in ``x``'s units
             (default None: ``threshold``).
+        recompute_classes: class ids whose cached voxels never lend their outputs
+            (default: none). A current voxel near a cached voxel whose output's argmax is
+            one of them is recomputed; the cached voxel still counts as geometry, so the
+            voxels around it are recomputed only if it is gone. Pass the movable classes
+            (car, pedestrian, cyclist): a cached voxel of a moving object that another
+            surface now lies within ``threshold`` of would otherwise lend that surface its
+            label (a trail of ghost objects behind moving cars).
 
     Shapes:
         ``frame.pos [N, 3]`` (sensor frame), ``frame.x [N, in_channels]``,
@@ -495,7 +513,8 @@ class FeatureReuse(nn.Module):
     """
 
     def __init__(self, model: nn.Module, threshold: float = DEFAULT_THRESHOLD,
-                 feature_threshold: Optional[float] = None) -> None:
+                 feature_threshold: Optional[float] = None,
+                 recompute_classes: Sequence[int] = ()) -> None:
         super().__init__()
         if not is_reusable(model):
             raise InvalidInputError(
@@ -508,6 +527,7 @@ class FeatureReuse(nn.Module):
         self.model = model
         self.threshold = float(threshold)
         self.feature_threshold = float(threshold if feature_threshold is None else feature_threshold)
+        self.recompute_classes = _class_ids(recompute_classes)
         self.task = getattr(model, "task", "segmentation")
         self._cache: Optional[Dict[str, object]] = None
         self.stats: Dict[str, object] = {}
@@ -568,11 +588,20 @@ class FeatureReuse(nn.Module):
             features = cache["features"].index_select(0, match).index_copy_(
                 0, fresh, vox.features.index_select(0, fresh))
         self._cache = {"keys": vox.keys, "centroid": centroid, "features": features,
-                       "stores": stores, "slot": slot}
+                       "stores": stores, "slot": slot, "volatile": self._volatile(stores[-1], slot)}
         self.last_rows = rows
         self.stats = {"voxels": m, "rows": rows_per_stage, "macs": macs,
                       "dirty_fraction": rows_per_stage[-1] / max(m, 1)}
         return stores[-1].index_select(0, slot.index_select(0, vox.inverse))
+
+    def _volatile(self, logits: Tensor, slot: Tensor) -> Optional[Tensor]:
+        """``[M]`` whether each voxel's output argmax is in ``recompute_classes`` (None when
+        no class is)."""
+        if not self.recompute_classes:
+            return None
+        label = logits.index_select(0, slot).argmax(dim=1)
+        classes = torch.tensor(self.recompute_classes, device=label.device)
+        return torch.isin(label, classes)
 
     def _grow(self, dirty: Tensor, fresh: Tensor, table: Tensor,
               near_gone: Tensor) -> Tuple[List[Tensor], List[Optional[Tensor]], List[Tensor]]:
@@ -621,6 +650,9 @@ class FeatureReuse(nn.Module):
         close = dist <= thr
         # a cached voxel is kept while a current centroid lies within the threshold
         kept = torch.zeros(mp, dtype=torch.bool, device=j.device).index_fill_(0, j[close], True)
+        if cache["volatile"] is not None:  # recompute_classes: still geometry, never lent
+            dist = torch.where(cache["volatile"].index_select(0, j), math.inf, dist)
+            close = dist <= thr
         # match: the cached voxel in the own cell if close, else the nearest close one
         own = near.view(27, m)[_CENTRE]
         own_ok = torch.zeros(m, dtype=torch.bool, device=j.device)

@@ -116,6 +116,35 @@ def test_positive_threshold_skips_work_and_recomputes_moved_objects():
     assert not torch.allclose(full[:-n_obj], outs[0][:-n_obj])
 
 
+def test_recompute_classes_are_never_reused():
+    model = _model()
+    world, intensity = _scene()
+    frames = [_frame(t, world + t / 64.0, intensity, torch.float64, drop=False, far_object=True)[0]
+              for t in range(2)]
+    with torch.no_grad():
+        labels = model(FeatureReuse(model).to_world(frames[0])).argmax(1)
+    common = int(labels.mode().values)  # the class most static points get
+    plain = FeatureReuse(model, threshold=0.3).eval()
+    picky = FeatureReuse(model, threshold=0.3, recompute_classes=[common]).eval()
+    for frame in frames:
+        plain(frame)
+        out = picky(frame)
+    assert picky.stats["rows"][-1] > plain.stats["rows"][-1]
+    # every point that was (and still is) of that class lies in a recomputed voxel
+    pos = picky.to_world(frames[1]).pos
+    inverse = model.voxelize(pos, None, torch.zeros(len(pos), dtype=torch.long)).inverse
+    redone = torch.isin(inverse, picky.last_rows)
+    assert bool(redone[(labels == common) & (out.argmax(1) == common)].all())
+    exact = FeatureReuse(model, threshold=0.0, recompute_classes=(0, 1)).eval()
+    for frame in frames:
+        with torch.no_grad():
+            torch.testing.assert_close(exact(frame), model(exact.to_world(frame)),
+                                       rtol=1e-12, atol=1e-12)
+    for bad in ([-1], "car", [1.5], 3):
+        with pytest.raises(InvalidInputError, match="recompute_classes"):
+            FeatureReuse(model, recompute_classes=bad)
+
+
 def test_errors():
     model = _model()
     with pytest.raises(InvalidInputError, match="cannot be wrapped"):
