@@ -283,7 +283,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--finetune-minutes", type=float, default=None,
                     help="fine-tuning after structured pruning (default: half of --minutes)")
     ap.add_argument("--steps", type=int, default=None, help="LTP / LSQ+ steps (default 300; --quick 30)")
-    ap.add_argument("--l0-weight", type=float, default=2.0, help="LTP soft-L0 weight (default 2)")
+    ap.add_argument("--l0-weight", type=float, default=3.0, help="LTP soft-L0 weight (default 3)")
     ap.add_argument("--ltp-finetune", type=int, default=None,
                     help="LTP fine-tuning steps with the mask fixed (default: --steps)")
     ap.add_argument("--dense-cache", default=None,

@@ -251,7 +251,7 @@ class QuantizedBlock(nn.Module):
         super().__init__()
         self.graph = graph
         self.compiled = compiled
-        self._fn: Callable = torch.compile(graph) if compiled else graph
+        self._fn: Callable = torch.compile(graph, dynamic=True) if compiled else graph
 
     def train(self, mode: bool = True) -> "QuantizedBlock":
         """Only the flag changes: the converted graph is inference-only (its BatchNorms

@@ -14,8 +14,8 @@ from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table, _union,
-                                   voxelize)
+from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table,
+                                   _searchsorted, _union, voxelize)
 
 VOXEL = 0.25
 
@@ -293,3 +293,30 @@ def test_folded_norm_inference_matches_module(dtype):
     torch.testing.assert_close(fast, ref.detach(), rtol=tol, atol=tol)
     torch.testing.assert_close(moved, ref.detach()[part], rtol=tol, atol=tol)
     assert fast_macs == macs
+
+
+def _search_in_child(queue):
+    # numpy-built tensors only: torch's own parallel kernels are not fork-safe (OpenMP)
+    keys = np.arange(0, 400000, 3)
+    got = _searchsorted(torch.from_numpy(keys), torch.from_numpy(keys + 1)).numpy()
+    queue.put(bool(np.array_equal(got, np.arange(1, keys.size + 1))))
+
+
+def test_threaded_searchsorted_matches_numpy_and_survives_fork():
+    import multiprocessing
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randint(0, 1 << 40, (50000,), generator=g).unique()
+    query = torch.randint(0, 1 << 40, (9, 20000), generator=g)  # large: split over threads
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        got = _searchsorted(keys, query)
+        assert torch.equal(got, torch.from_numpy(np.searchsorted(keys.numpy(), query.numpy())))
+        ctx = multiprocessing.get_context("fork")  # the parent's pool exists now
+        queue = ctx.Queue()
+        child = ctx.Process(target=_search_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0 and queue.get(timeout=5)
+    finally:
+        torch.set_num_threads(threads)
