@@ -19,6 +19,7 @@ MACs, latency, memory) always on the CPU: ``fit_and_test`` moves the model back 
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import math
 import os
@@ -77,6 +78,50 @@ def measure(model: nn.Module, example: Any, *, spec: Optional[Tuple[str, dict]] 
 
 
 # --------------------------------------------------------------------------- benchmark runs
+
+
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def timed(fn, *args, memory: bool = False):
+    """``(result, wall s, cpu s, peak extra MiB or None)`` of one call.
+
+    With ``memory`` the freed heap is first given back to the kernel and the RSS
+    high-water mark reset, so the call's growth shows; that makes the call pay page faults
+    a warm allocator in a stream would not, so latency is taken from calls without it."""
+    before = None
+    if memory:
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back, so growth shows
+        except (OSError, AttributeError):
+            pass
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
+            before = _status_kib("VmRSS")
+        except OSError:
+            before = None
+    t, c = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    peak = _status_kib("VmHWM") if memory else None
+    mem = None if before is None or peak is None else max(0, peak - before) / 1024
+    return out, wall, cpu, mem
+
+
+def peak_extra_mib(model: nn.Module, example: Any) -> Optional[float]:
+    """Peak extra resident MiB of one inference of a warm ``model`` in this process
+    (:func:`timed` with ``memory``); works for models that cannot be pickled to the
+    fresh process of ``geo3d.efficiency.profile`` (compiled int8 blocks)."""
+    with torch.inference_mode():
+        model(example)  # warm: compilation and lazy buffers are not the call's memory
+        return timed(model, example, memory=True)[3]
 
 
 def machine_info() -> dict:

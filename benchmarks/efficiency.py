@@ -15,7 +15,9 @@ with ``geo3d.efficiency``:
 
 Every variant is evaluated on the test split (mIoU) and profiled
 (``geo3d.efficiency.profile``: params, non-zero params, MACs with message passing and
-search work, latency, size). Latencies are medians of ``--repeats`` warm runs, measured
+search work, latency, size; peak extra resident memory of one inference is measured in
+this process, ``_measure.peak_extra_mib``, because compiled int8 blocks cannot be sent to
+the profiler's fresh process). Latencies are medians of ``--repeats`` warm runs, measured
 in this process, dense and variant alternately; speed-ups are ratios of those medians.
 For ``ptq_int8`` the MLP blocks alone are also timed (float eager vs int8 compiled, on the
 rows each block sees). Writes ``efficiency.json``, ``efficiency.md`` and
@@ -45,7 +47,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (add_common_args, add_device_arg, fit_and_test, fmt,  # noqa: E402
-                      machine_info, resolve_common, resolve_device, tiny_kwargs, write_outputs)
+                      machine_info, peak_extra_mib, resolve_common, resolve_device, tiny_kwargs,
+                      write_outputs)
 from _pictures import add_picture_arg, as_object, panel, picture, side_by_side  # noqa: E402
 from _rows import make_row  # noqa: E402
 
@@ -174,8 +177,8 @@ def markdown(result: dict) -> str:
              "the dense model. MACs include message passing and the search work model "
              "(geo3d.efficiency.profile).", "",
              "| model | variant | test mIoU % | drop pts | params | non-zero | compression | "
-             "MMACs | latency ms | speed-up | size MB | target |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "MMACs | latency ms | speed-up | peak MiB | size MB | target |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in result["rows"]:
         p = r.get("profile") or {}
         lines.append(
@@ -183,10 +186,10 @@ def markdown(result: dict) -> str:
             f"{fmt(r.get('drop_points'), 2)} | {p.get('params', '-'):,} | "
             f"{p.get('nonzero_params', '-'):,} | {fmt(r.get('compression'), 2)} | "
             f"{fmt(p.get('macs'), 1, 1e-6)} | {fmt(r.get('latency_ms'))} | "
-            f"{fmt(r.get('speedup'), 2)} | {fmt(p.get('size_bytes'), 3, 1e-6)} | "
-            f"{r.get('target', '') or r.get('error', '')} |"
+            f"{fmt(r.get('speedup'), 2)} | {fmt(r.get('peak_mib'))} | "
+            f"{fmt(p.get('size_bytes'), 3, 1e-6)} | {r.get('target', '') or r.get('error', '')} |"
             if "profile" in r else
-            f"| {r['model']} | {r['variant']} | - | - | - | - | - | - | - | - | - | "
+            f"| {r['model']} | {r['variant']} | - | - | - | - | - | - | - | - | - | - | "
             f"{r.get('error', '')} |")
     blocks = [r for r in result["rows"] if r.get("mlp_blocks")]
     if blocks:
@@ -229,6 +232,7 @@ def result_rows(result: dict) -> List[dict]:
             "efficiency", "part segmentation, compressed (SyntheticShapes)", r["model"], "mIoU",
             r["mIoU"], variant=r["variant"], params=prof["params"], macs=prof["macs"],
             latency_ms=r.get("latency_ms"), size_bytes=prof["size_bytes"],
+            peak_memory_mib=r.get("peak_mib"),
             metrics={"nonzero_params": prof["nonzero_params"], "speedup": r.get("speedup"),
                      "compression": r.get("compression"), "drop_points": r.get("drop_points")}))
     return rows
@@ -331,7 +335,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         prof = profile(dense, example, repeats=0, memory=False)
         result["rows"].append({"model": name, "variant": "dense", "mIoU": base, "drop_points": 0.0,
                                "profile": prof.as_dict(), "compression": compression_ratio(dense),
-                               "latency_ms": None, "speedup": 1.0})
+                               "latency_ms": None, "speedup": 1.0,
+                               "peak_mib": peak_extra_mib(dense.eval(), example)})
         dense_row = result["rows"][-1]
         builders = variants(name, dense, data, args, names)
         dense_times = []
@@ -355,7 +360,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             # pruning: prunable weights / non-zero ones; quantization: 32 bits / bits
             comp = {"ptq_int8": 4.0, "lsq4": 8.0}.get(variant) or compression_ratio(model)
             row.update(latency_ms=t_var, dense_latency_ms=t_dense, speedup=t_dense / t_var,
-                       compression=comp,
+                       compression=comp, peak_mib=peak_extra_mib(model, example),
                        profile=profile(model, example, repeats=0, memory=False).as_dict())
             if variant == "ptq_int8":
                 row["mlp_blocks"] = _block_speedup(copy.deepcopy(dense), model, example, repeats)

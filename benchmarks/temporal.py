@@ -42,7 +42,6 @@ Run: ``python benchmarks/temporal.py [--quick] [--minutes M] [--thresholds ...]`
 from __future__ import annotations
 
 import argparse
-import ctypes
 import io
 import statistics
 import sys
@@ -54,7 +53,8 @@ import torch
 from torch_geometric.data import Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import add_device_arg, fmt, machine_info, resolve_device, write_outputs  # noqa: E402
+from _measure import (add_device_arg, fmt, machine_info, resolve_device, timed,  # noqa: E402
+                      write_outputs)
 from _pictures import add_picture_arg, bev_camera, panel, picture, side_by_side  # noqa: E402
 from _rows import make_row  # noqa: E402
 
@@ -123,41 +123,6 @@ def train(model, sequences: List[List[Data]], minutes: float, lr: float, seed: i
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def _status_kib(field: str) -> Optional[int]:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def timed(fn, *args, memory: bool = False):
-    """``(result, wall s, cpu s, peak extra MiB or None)`` of one call.
-
-    With ``memory`` the freed heap is first given back to the kernel and the RSS
-    high-water mark reset, so the call's growth shows; that makes the call pay page faults
-    a warm allocator in a stream would not, so latency is taken from calls without it."""
-    before = None
-    if memory:
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back, so growth shows
-        except (OSError, AttributeError):
-            pass
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
-            before = _status_kib("VmRSS")
-        except OSError:
-            before = None
-    t, c = time.perf_counter(), time.process_time()
-    out = fn(*args)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
-    peak = _status_kib("VmHWM") if memory else None
-    mem = None if before is None or peak is None else max(0, peak - before) / 1024
-    return out, wall, cpu, mem
 
 
 def _cache_mib(reuse: FeatureReuse) -> float:
