@@ -240,8 +240,21 @@ def _fold(block: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*out).eval()
 
 
+def _bucket(rows: int) -> int:
+    """The smallest ``m * 2^e >= rows`` with ``m`` in 8..15 (at most 1/8 padding)."""
+    if rows <= 16:
+        return rows
+    e = rows.bit_length() - 4
+    return -(-rows // (1 << e)) << e
+
+
 class QuantizedBlock(nn.Module):
     """A converted PT2E block (``torch.compile``d with freezing when ``compiled``).
+
+    The compiled kernels are specialised to their row count (static shapes measured
+    faster than one dynamic-shape graph), so rows are padded with zeros up to a bucket
+    (``m * 2^e``, ``m`` in 8..15: at most 1/8 extra rows) and the padding is sliced off:
+    a stream of varying clouds compiles a handful of shapes, not one per cloud.
 
     Shapes:
         ``[R, C_in] -> [R, C_out]`` like the float block it replaces.
@@ -251,7 +264,7 @@ class QuantizedBlock(nn.Module):
         super().__init__()
         self.graph = graph
         self.compiled = compiled
-        self._fn: Callable = torch.compile(graph, dynamic=True) if compiled else graph
+        self._fn: Callable = torch.compile(graph, dynamic=False) if compiled else graph
 
     def train(self, mode: bool = True) -> "QuantizedBlock":
         """Only the flag changes: the converted graph is inference-only (its BatchNorms
@@ -260,14 +273,18 @@ class QuantizedBlock(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[0] < 2:  # the export's dynamic row count starts at 2: pad
-            return self.graph(torch.cat([x, x.new_zeros(2 - x.shape[0], x.shape[1])]))[: x.shape[0]]
+        rows = x.shape[0]
+        if rows < 2:  # the export's dynamic row count starts at 2: pad
+            return self.graph(torch.cat([x, x.new_zeros(2 - rows, x.shape[1])]))[:rows]
         if not self.compiled:
             return self._fn(x)
         import torch._inductor.config as inductor_config
 
+        padded = _bucket(rows)
+        if padded != rows:
+            x = torch.cat([x, x.new_zeros(padded - rows, x.shape[1])])
         with inductor_config.patch(freezing=True):
-            return self._fn(x)
+            return self._fn(x)[:rows]
 
     def serialized_size(self) -> int:
         """Bytes of the tensors the converted graph reads (int8 weights, scales, biases)."""

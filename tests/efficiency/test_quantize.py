@@ -133,3 +133,12 @@ def test_quantize_errors():
         quantize(nn.Linear(3, 3), QuantConfig(), torch.randn(4, 3))
     with pytest.raises(InvalidInputError, match="loss"):
         quantize(nn.Linear(3, 3), QuantConfig(method="qat_lsq"), torch.randn(4, 3))
+
+
+def test_row_buckets_bound_padding_and_shapes():
+    from geo3d.efficiency.quantize import _bucket
+
+    buckets = {_bucket(r) for r in range(17, 100_000)}
+    assert all(r <= _bucket(r) <= r * 1.125 + 1 for r in range(2, 100_000))
+    assert len(buckets) < 8 * 14  # ~8 shapes per doubling, not one per row count
+    assert [_bucket(r) for r in (2, 16, 17, 81920)] == [2, 16, 18, 81920]
