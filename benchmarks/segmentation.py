@@ -321,8 +321,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--cache-dir", default=None,
                     help="keep the simulated LiDAR frames here between runs (default: none)")
     ap.add_argument("--parts-num-points", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--pyg-only", action="store_true",
+                    help="only time geo3d's DGCNN against PyG's DynamicEdgeConv DGCNN on one "
+                         "test frame (needs torch-cluster; no training)")
     args = ap.parse_args(argv)
     device = resolve_device(ap, args)
+    if args.pyg_only:
+        return pyg_only(args)
     models, minutes, repeats = resolve_common(ap, args, MODELS)
     from geo3d.datasets import SubsampledPoints
     q = args.quick
@@ -431,6 +436,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(md)
     write_outputs(args.out, "segmentation", result, md)
     return 0
+
+def pyg_only(args) -> int:
+    """``--pyg-only``: the DynamicEdgeConv comparison alone, written to ``pyg_dgcnn.json``."""
+    from geo3d.datasets import SubsampledPoints
+
+    n = args.dgcnn_num_points
+    frame = lidar_frames("test", 1, args.seed, args.cache_dir)
+    example = lidar_features(SubsampledPoints(frame, n, args.seed + 1)[0])
+    cmp = pyg_comparison(example, n, args.repeats or 10)
+    lines = ["## DGCNN vs PyG DynamicEdgeConv (same widths)", "", f"status: {cmp['status']}"]
+    if cmp["status"] == "ran":
+        lines.append(f"{n} points: geo3d {cmp['geo3d_ms']:.1f} ms, PyG {cmp['pyg_ms']:.1f} ms, "
+                     f"ratio {cmp['ratio']:.2f} (target <= 0.7: {'met' if cmp['ok'] else 'NOT met'})")
+    print("\n".join(lines))
+    write_outputs(args.out, "pyg_dgcnn", {"machine": machine_info(), "pyg_dynamic_edgeconv": cmp},
+                  "\n".join(lines) + "\n")
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

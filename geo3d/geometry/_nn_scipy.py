@@ -25,6 +25,7 @@ _ROW_CHUNK = 1 << 18  # query rows per cKDTree call (bounds the candidate matric
 _ENTRY_BUDGET = 1 << 23  # candidate entries per call in the adaptive paths
 _SAMPLE_ROWS = 256  # rows used to guess the neighbour count of a radius query
 _REORDER_MIN = 1 << 16  # from this tree size, queries go in spatial order (cache hits)
+_PARALLEL_MIN = 1 << 15  # query rows * candidates from which cKDTree gets all cores
 
 
 def build_tree(points: np.ndarray) -> cKDTree:
@@ -32,9 +33,16 @@ def build_tree(points: np.ndarray) -> cKDTree:
     return cKDTree(points, copy_data=False)
 
 
+def _workers(rows: int, k: int) -> int:
+    """cKDTree's ``workers``: all cores only for big queries. It starts its threads on
+    every call, which costs more than a small query itself (32 rows x 33 neighbours:
+    ~40 us on one thread, ~130 us on two)."""
+    return -1 if rows * k >= _PARALLEL_MIN else 1
+
+
 def _query(tree: cKDTree, q: np.ndarray, k: int, bound: float) -> Tuple[np.ndarray, np.ndarray]:
     """``tree.query`` always returning ``[m, k]`` arrays (padding: inf / ``tree.n``)."""
-    d, i = tree.query(q, k=k, distance_upper_bound=bound, workers=-1)
+    d, i = tree.query(q, k=k, distance_upper_bound=bound, workers=_workers(len(q), k))
     if k == 1:
         d, i = d.reshape(-1, 1), i.reshape(-1, 1)
     return d, i
@@ -192,7 +200,7 @@ def _knn_chunk(tree, q, kk, self_idx, r, bound) -> np.ndarray:
 def _guess_count(tree: cKDTree, q: np.ndarray, bound: float) -> int:
     """A candidate count that covers most rows of a radius query, from a row sample."""
     sample = q[:: max(1, len(q) // _SAMPLE_ROWS)]
-    counts = tree.query_ball_point(sample, bound, return_length=True, workers=-1)
+    counts = tree.query_ball_point(sample, bound, return_length=True, workers=1)
     return int(min(tree.n, max(2, np.ceil(1.5 * np.percentile(counts, 95)) + 1)))
 
 
@@ -241,7 +249,8 @@ def radius_rows(
         keep(rows, d, i)
     if overflow:
         rows_o = np.concatenate(overflow)
-        n_o = tree.query_ball_point(q[rows_o], bound, return_length=True, workers=-1)
+        n_o = tree.query_ball_point(q[rows_o], bound, return_length=True,
+                                    workers=_workers(len(rows_o), 16))
         level = np.ceil(np.log2(np.maximum(n_o, 1))).astype(np.int8)
         by_level = np.argsort(level, kind="stable")
         rows_o, n_o, level = rows_o[by_level], n_o[by_level], level[by_level]
