@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool, global_mean_pool
 
+from geo3d._threads import for_row_ranges
 from geo3d.errors import InvalidInputError
 from geo3d.geometry import knn_graph
 from geo3d.geometry.validation import check_batch, check_points
@@ -44,6 +45,7 @@ __all__ = [
 #: 1 s, 64-D 24 s vs 2 s for 16k points).
 KDTREE_MAX_DIM = 8
 _ENTRY_BUDGET = 1 << 25  # distance entries per brute-force chunk (128 MiB in float32)
+_BLOCK_ROWS = 256  # query rows per cache-sized block of the CPU brute-force kNN
 
 
 # --------------------------------------------------------------------------- kwargs checks
@@ -150,12 +152,51 @@ def _ptr(batch: Optional[Tensor], n: int) -> List[int]:
 
 def _k_smallest(d: Tensor, k: int) -> Tensor:
     """Column indices of the ``k`` smallest entries of each row of ``d``, ascending."""
-    if d.device.type != "cpu" or d.dtype not in (torch.float32, torch.float64) or k >= d.shape[1]:
+    if not _numpy_selectable(d.device, d.dtype, k, d.shape[1]):
         return d.topk(k, dim=1, largest=False, sorted=True).indices
-    dn = d.numpy()
+    return torch.from_numpy(_select_rows(d.numpy(), k))
+
+
+def _numpy_selectable(device: torch.device, dtype: torch.dtype, k: int, columns: int) -> bool:
+    return device.type == "cpu" and dtype in (torch.float32, torch.float64) and k < columns
+
+
+def _select_rows(dn: np.ndarray, k: int) -> np.ndarray:
+    """numpy ``argpartition`` + sort of the ``k`` kept (measured ~3x faster than topk)."""
     part = np.argpartition(dn, k - 1, axis=1)[:, :k]
     order = np.argsort(np.take_along_axis(dn, part, axis=1), axis=1, kind="stable")
-    return torch.from_numpy(np.take_along_axis(part, order, axis=1))
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _item_knn(xb: Tensor, k: int) -> Tensor:
+    """``[n, k]`` brute-force kNN (self included) of one item's rows, ascending distance.
+
+    CPU float: each of torch's threads takes a contiguous range of query rows and walks it
+    in blocks of ``_BLOCK_ROWS`` (``addmm`` distances, then numpy selection, which releases
+    the GIL) while the block is still in cache: 4096 x 64 features, k=20, 2 cores: 60 ms
+    for one big ``addmm`` then the selection, 31 ms this way. Elsewhere: ``topk``.
+    """
+    n = xb.shape[0]
+    sq = (xb * xb).sum(dim=1)
+    # ||q||^2 is constant per row: leaving it out does not change the order
+    if not _numpy_selectable(xb.device, xb.dtype, k, n):
+        out = torch.empty((n, k), dtype=torch.long, device=xb.device)
+        step = max(1, _ENTRY_BUDGET // n)
+        for q0 in range(0, n, step):
+            d = torch.addmm(sq[None, :], xb[q0 : q0 + step], xb.T, alpha=-2.0)
+            out[q0 : q0 + step] = d.topk(k, dim=1, largest=False, sorted=True).indices
+        return out
+    out_np = np.empty((n, k), dtype=np.int64)
+    block = max(1, min(_BLOCK_ROWS, _ENTRY_BUDGET // n))
+
+    def rows(a: int, b: int) -> None:
+        for q0 in range(a, b, block):
+            q1 = min(b, q0 + block)
+            d = torch.addmm(sq[None, :], xb[q0:q1], xb.T, alpha=-2.0)
+            out_np[q0:q1] = _select_rows(d.numpy(), k)
+
+    for_row_ranges(rows, n, 2 * block)
+    return torch.from_numpy(out_np)
 
 
 @torch.no_grad()
@@ -166,17 +207,9 @@ def _brute_knn(x: Tensor, k: int, ptr: List[int]) -> Tensor:
         s, e = ptr[b], ptr[b + 1]
         if e == s:
             continue
-        xb = x[s:e]
         kk = min(k, e - s)
-        sq = (xb * xb).sum(dim=1)
-        step = max(1, _ENTRY_BUDGET // (e - s))
-        for q0 in range(0, e - s, step):
-            q = xb[q0 : q0 + step]
-            # ||q||^2 is constant per row: leaving it out does not change the order
-            d = torch.addmm(sq[None, :], q, xb.T, alpha=-2.0)
-            idx = _k_smallest(d, kk)
-            cols.append(idx.reshape(-1) + s)
-            rows.append(torch.arange(q0 + s, q0 + s + q.shape[0], device=x.device).repeat_interleave(kk))
+        cols.append(_item_knn(x[s:e], kk).reshape(-1).to(x.device) + s)
+        rows.append(torch.arange(s, e, device=x.device).repeat_interleave(kk))
     if not cols:
         return torch.empty((2, 0), dtype=torch.long, device=x.device)
     return torch.stack([torch.cat(cols), torch.cat(rows)])
@@ -187,7 +220,7 @@ def feature_knn_graph(x: Tensor, k: int, batch: Optional[Tensor] = None) -> Tens
 
     ``x.shape[1] <= 8`` (e.g. xyz): :func:`geo3d.geometry.knn_graph` (exact, scipy
     cKDTree, ties by lowest index). Wider features: chunked brute force in torch in the
-    dtype of ``x`` (``||q||^2`` dropped, ``addmm`` + ``topk``); exact up to rounding of the
+    dtype of ``x`` (``||q||^2`` dropped, ``addmm`` + selection); exact up to rounding of the
     distances (near-ties may order differently from a float64 reference).
 
     Args:

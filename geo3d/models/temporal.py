@@ -58,8 +58,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -68,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geo3d._threads import for_row_ranges
 from geo3d.errors import InvalidInputError
 from geo3d.geometry.validation import check_positive
 from geo3d.models._layers import (check_channels, check_dropout, check_int,
@@ -153,34 +152,20 @@ def voxelize(pos: Tensor, x: Optional[Tensor], batch: Tensor, voxel_size: float)
     return VoxelSet(keys, centroid, torch.cat(feats, 1), inverse, keys >> (3 * _BITS))
 
 
-_POOL: Dict[Tuple[int, int], ThreadPoolExecutor] = {}  # (process id, workers): a forked
-# child must not reuse its parent's pool, whose threads it does not have
-
-
 def _searchsorted(keys: Tensor, query: Tensor) -> Tensor:
     """``torch.searchsorted(keys, query)`` (first position ``>=``); on the CPU numpy's,
     which measured ~2x faster than torch's on sorted voxel keys here, split over torch's
     threads when the query is large (numpy releases the GIL while it searches)."""
     if keys.device.type != "cpu":
         return torch.searchsorted(keys, query)
-    k, q = keys.numpy(), query.numpy()
-    workers = torch.get_num_threads()
-    if workers < 2 or q.size < (1 << 16):
-        return torch.from_numpy(np.searchsorted(k, q))
-    key = (os.getpid(), workers)
-    if key not in _POOL:
-        _POOL[key] = ThreadPoolExecutor(max_workers=workers)
-    pool = _POOL[key]
-    flat = q.reshape(-1)
+    k, flat = keys.numpy(), query.numpy().reshape(-1)
     out = np.empty(flat.shape, dtype=np.int64)
-    bounds = np.linspace(0, flat.size, workers + 1).astype(np.int64)
 
     def part(a: int, b: int) -> None:
         out[a:b] = np.searchsorted(k, flat[a:b])
 
-    for f in [pool.submit(part, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]:
-        f.result()
-    return torch.from_numpy(out.reshape(q.shape))
+    for_row_ranges(part, flat.size, 1 << 16)
+    return torch.from_numpy(out.reshape(query.shape))
 
 
 def _neighbour_table(keys: Tensor, base: Tensor) -> Tensor:

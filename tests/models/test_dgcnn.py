@@ -64,12 +64,21 @@ def test_dynamic_graph_is_recomputed_in_feature_space():
     assert not torch.equal(graphs[2], graphs[1])
 
 
-@pytest.mark.parametrize("dim", [3, 16])
-def test_feature_knn_graph_matches_scipy(dim):
+@pytest.mark.parametrize("dim,threads,block", [(3, 1, 256), (16, 1, 256), (16, 2, 16), (16, 2, 7)])
+def test_feature_knn_graph_matches_scipy(dim, threads, block, monkeypatch):
+    """Wide features: brute force in blocks of query rows, split over threads."""
+    import geo3d.models._layers as layers
+
+    monkeypatch.setattr(layers, "_BLOCK_ROWS", block)
     g = torch.Generator().manual_seed(dim)
     x = torch.randn(300, dim, generator=g)
     batch = torch.cat([torch.zeros(180, dtype=torch.long), torch.ones(120, dtype=torch.long)])
-    ei = feature_knn_graph(x, 7, batch)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        ei = feature_knn_graph(x, 7, batch)
+    finally:
+        torch.set_num_threads(before)
     assert ei.shape == (2, 300 * 7)
     assert torch.equal(ei[1], torch.arange(300).repeat_interleave(7))
     for s, e in ((0, 180), (180, 300)):

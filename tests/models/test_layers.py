@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
 import torch
 from torch_geometric.nn import global_max_pool, global_mean_pool
 
-from geo3d.models._layers import global_pool
+from geo3d._threads import for_row_ranges
+from geo3d.models._layers import _k_smallest, global_pool
 
 
 def _reference(x, batch, n, mode):
@@ -27,3 +29,43 @@ def test_global_pool_gradient_reaches_the_maxima():
     x = torch.tensor([[1.0, 5.0], [3.0, 2.0], [0.0, 4.0]], requires_grad=True)
     global_pool(x, torch.tensor([0, 0, 1]), 2, "max").sum().backward()
     assert x.grad.tolist() == [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_k_smallest_matches_a_sort(threads, dtype):
+    """Row-parallel selection: the k smallest per row, ascending (distinct values: the
+    same indices as a sort; rounded values with ties: the same values)."""
+    g = torch.Generator().manual_seed(1)
+    distinct = torch.rand(257, 300, generator=g, dtype=dtype)
+    tied = (distinct * 20).round()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got, got_tied = _k_smallest(distinct, 7), _k_smallest(tied, 7)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, torch.sort(distinct, dim=1).indices[:, :7])
+    assert torch.equal(tied.gather(1, got_tied), torch.sort(tied, dim=1).values[:, :7])
+    assert (got_tied.sort(dim=1).values.diff(dim=1) > 0).all()  # no column twice
+
+
+def test_row_ranges_cover_every_row_once_and_raise_errors():
+    seen = np.zeros(1000, dtype=np.int64)
+
+    def mark(a, b):
+        seen[a:b] += 1
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for_row_ranges(mark, 1000, 10)
+        assert (seen == 1).all()
+
+        def fail(a, b):
+            raise ValueError(f"rows {a}:{b}")
+
+        with pytest.raises(ValueError, match="rows"):
+            for_row_ranges(fail, 1000, 10)
+    finally:
+        torch.set_num_threads(before)
