@@ -32,8 +32,10 @@ def available(dim: int) -> bool:
 
 
 def tree_height(n: int) -> int:
-    """Bucket tree height (2**h buckets), the fastest measured: 6 for 16k points, 9 for 1M."""
-    h = 3 if n < 1024 else 4 if n < 4096 else 6 if n < 65536 else 8 if n < 524288 else 9
+    """Bucket tree height (2**h buckets), the fastest measured with the start-slot replay
+    included: 1 up to 2k points (1024 -> 128: 216 us, 311 us at height 4), 3 for 4k, 6
+    for 16k, 9 for 1M."""
+    h = 1 if n <= 2048 else 3 if n < 8192 else 6 if n < 65536 else 8 if n < 524288 else 9
     return max(1, min(h, int(np.log2(n))))
 
 
