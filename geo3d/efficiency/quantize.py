@@ -249,12 +249,16 @@ def _bucket(rows: int) -> int:
 
 
 class QuantizedBlock(nn.Module):
-    """A converted PT2E block (``torch.compile``d with freezing when ``compiled``).
+    """A converted PT2E block, compiled by inductor with freezing when ``compiled``.
 
-    The compiled kernels are specialised to their row count (static shapes measured
-    faster than one dynamic-shape graph), so rows are padded with zeros up to a bucket
-    (``m * 2^e``, ``m`` in 8..15: at most 1/8 extra rows) and the padding is sliced off:
-    a stream of varying clouds compiles a handful of shapes, not one per cloud.
+    Each row count gets its own kernels, compiled from the graph by
+    ``torch._inductor.compile`` (static shapes measured faster than one dynamic-shape
+    graph). Not through ``torch.compile``: dynamo guards on the grad / inference mode
+    too, and a block called under ``no_grad``, ``inference_mode`` and with gradients, at
+    a few row counts, passed its recompile limit and fell back to the slow reference
+    graph. Rows are padded with zeros up to a bucket (``m * 2^e``, ``m`` in 8..15: at most
+    1/8 extra rows) and the padding is sliced off, so a stream of varying clouds compiles
+    a handful of shapes, not one per cloud.
 
     Shapes:
         ``[R, C_in] -> [R, C_out]`` like the float block it replaces.
@@ -264,7 +268,12 @@ class QuantizedBlock(nn.Module):
         super().__init__()
         self.graph = graph
         self.compiled = compiled
-        self._fn: Callable = torch.compile(graph, dynamic=False) if compiled else graph
+        self._kernels: Dict[tuple, Callable] = {}  # (padded rows, dtype) -> compiled graph
+
+    def __getstate__(self) -> dict:  # compiled kernels are not copied or pickled
+        state = self.__dict__.copy()
+        state["_kernels"] = {}
+        return state
 
     def train(self, mode: bool = True) -> "QuantizedBlock":
         """Only the flag changes: the converted graph is inference-only (its BatchNorms
@@ -272,19 +281,31 @@ class QuantizedBlock(nn.Module):
         self.training = mode
         return self
 
+    def _kernel(self, x: Tensor) -> Callable:
+        key = (x.shape[0], x.dtype)
+        fn = self._kernels.get(key)
+        if fn is None:
+            import torch._inductor
+            import torch._inductor.config as inductor_config
+
+            with inductor_config.patch(freezing=True), torch.no_grad():
+                # inductor rewrites the graph it compiles (tuple outputs): give it a copy
+                fn = torch._inductor.compile(copy.deepcopy(self.graph), [x])
+            self._kernels[key] = fn
+        return fn
+
     def forward(self, x: Tensor) -> Tensor:
         rows = x.shape[0]
         if rows < 2:  # the export's dynamic row count starts at 2: pad
             return self.graph(torch.cat([x, x.new_zeros(2 - rows, x.shape[1])]))[:rows]
         if not self.compiled:
-            return self._fn(x)
-        import torch._inductor.config as inductor_config
-
+            return self.graph(x)
         padded = _bucket(rows)
         if padded != rows:
             x = torch.cat([x, x.new_zeros(padded - rows, x.shape[1])])
-        with inductor_config.patch(freezing=True):
-            return self._fn(x)[:rows]
+        x = x.contiguous()  # the kernels assume the strides they were compiled for
+        out = self._kernel(x)(x)
+        return (out[0] if isinstance(out, (list, tuple)) else out)[:rows]
 
     def serialized_size(self) -> int:
         """Bytes of the tensors the converted graph reads (int8 weights, scales, biases)."""

@@ -142,3 +142,31 @@ def test_row_buckets_bound_padding_and_shapes():
     assert all(r <= _bucket(r) <= r * 1.125 + 1 for r in range(2, 100_000))
     assert len(buckets) < 8 * 14  # ~8 shapes per doubling, not one per row count
     assert [_bucket(r) for r in (2, 16, 17, 81920)] == [2, 16, 18, 81920]
+
+
+def test_compiled_block_one_kernel_per_bucket_in_every_grad_mode():
+    """Kernels are shared by no_grad, inference_mode and grad mode (torch.compile's
+    guards recompiled per mode and fell back to the slow graph past their limit)."""
+    import copy
+
+    model = build("equivariant_seg", width=16, head_hidden=64).eval()
+    q = quantize(model, QuantConfig(compile=True), batch(model, n=64))
+    blk = q.get_submodule(q.quant_report.quantized[-1])
+    width = blk.graph.graph.find_nodes(op="placeholder")[0].meta["val"].shape[1]
+    g = torch.Generator().manual_seed(0)
+    for rows in (40, 100):
+        x = torch.randn(rows, width, generator=g)
+        with torch.no_grad():
+            ref = blk.graph(x)
+            a = blk(x)
+        with torch.inference_mode():
+            b = blk(x)
+        c = blk(x.clone().requires_grad_())
+        for out in (a, b, c):
+            assert out.shape == ref.shape
+            torch.testing.assert_close(out.detach(), ref, rtol=0.05, atol=0.02)
+    assert sorted(k[0] for k in blk._kernels) == [40, 104]  # buckets of 40 and 100 rows
+    twin = copy.deepcopy(q)  # kernels are not copied; the copy compiles its own
+    assert twin.get_submodule(q.quant_report.quantized[-1])._kernels == {}
+    with torch.no_grad():
+        torch.testing.assert_close(twin(batch(model, n=64)), q(batch(model, n=64)))
