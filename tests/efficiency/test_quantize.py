@@ -170,3 +170,12 @@ def test_compiled_block_one_kernel_per_bucket_in_every_grad_mode():
     assert twin.get_submodule(q.quant_report.quantized[-1])._kernels == {}
     with torch.no_grad():
         torch.testing.assert_close(twin(batch(model, n=64)), q(batch(model, n=64)))
+
+
+def test_compiled_int8_macs_are_counted_like_the_float_model():
+    from geo3d.efficiency import count_macs
+
+    model = build("equivariant_seg", width=16, head_hidden=64).eval()
+    data = batch(model, n=64)
+    q = quantize(model, QuantConfig(compile=True), data)
+    assert count_macs(q, data) == pytest.approx(count_macs(model, data), rel=0.02)
