@@ -10,6 +10,7 @@ a forked child must not reuse its parent's pool, whose threads it does not have.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Tuple
 
@@ -19,6 +20,7 @@ import torch
 __all__ = ["for_row_ranges"]
 
 _POOL: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
+_INSIDE = threading.local()  # set in pool threads: a nested call runs serially (no deadlock)
 
 
 def for_row_ranges(fn: Callable[[int, int], None], rows: int, min_rows: int) -> None:
@@ -29,13 +31,21 @@ def for_row_ranges(fn: Callable[[int, int], None], rows: int, min_rows: int) -> 
     rows of a preallocated output; an exception in any range is raised here.
     """
     workers = min(torch.get_num_threads(), max(1, rows))
-    if workers < 2 or rows < min_rows:
+    if workers < 2 or rows < min_rows or getattr(_INSIDE, "active", False):
         fn(0, rows)
         return
     key = (os.getpid(), workers)
     if key not in _POOL:
         _POOL[key] = ThreadPoolExecutor(max_workers=workers)
     bounds = np.linspace(0, rows, workers + 1).astype(np.int64)
-    futures = [_POOL[key].submit(fn, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = [_POOL[key].submit(_in_pool, fn, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
     for f in futures:
         f.result()
+
+
+def _in_pool(fn: Callable[[int, int], None], a: int, b: int) -> None:
+    _INSIDE.active = True
+    try:
+        fn(a, b)
+    finally:
+        _INSIDE.active = False

@@ -69,3 +69,24 @@ def test_row_ranges_cover_every_row_once_and_raise_errors():
             for_row_ranges(fail, 1000, 10)
     finally:
         torch.set_num_threads(before)
+
+
+def test_nested_row_ranges_run_serially_instead_of_deadlocking():
+    out = np.zeros((400, 400), dtype=np.int64)
+
+    def inner_rows(i):
+        def fill(a, b):
+            out[i, a:b] += 1
+        return fill
+
+    def outer(a, b):
+        for i in range(a, b):
+            for_row_ranges(inner_rows(i), 400, 10)  # called from a pool thread
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for_row_ranges(outer, 400, 10)
+    finally:
+        torch.set_num_threads(before)
+    assert (out == 1).all()
