@@ -80,37 +80,25 @@ def measure(model: nn.Module, example: Any, *, spec: Optional[Tuple[str, dict]] 
 # --------------------------------------------------------------------------- benchmark runs
 
 
-def _status_kib(field: str) -> Optional[int]:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def timed(fn, *args, memory: bool = False):
     """``(result, wall s, cpu s, peak extra MiB or None)`` of one call.
 
     With ``memory`` the freed heap is first given back to the kernel and the RSS
     high-water mark reset, so the call's growth shows; that makes the call pay page faults
     a warm allocator in a stream would not, so latency is taken from calls without it."""
+    from geo3d.efficiency.profile import _reset_peak, _rss_kib  # the profiler's /proc reads
+
     before = None
     if memory:
         try:
             ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back, so growth shows
         except (OSError, AttributeError):
             pass
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
-            before = _status_kib("VmRSS")
-        except OSError:
-            before = None
+        before = _rss_kib("VmRSS") if _reset_peak() else None  # RSS high-water mark reset
     t, c = time.perf_counter(), time.process_time()
     out = fn(*args)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    peak = _status_kib("VmHWM") if memory else None
+    peak = _rss_kib("VmHWM") if memory else None
     mem = None if before is None or peak is None else max(0, peak - before) / 1024
     return out, wall, cpu, mem
 

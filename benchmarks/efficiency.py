@@ -359,12 +359,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             dense_times.append(t_dense)
             # pruning: prunable weights / non-zero ones; quantization: 32 bits / bits
             comp = {"ptq_int8": 4.0, "lsq4": 8.0}.get(variant) or compression_ratio(model)
-            if variant == "ptq_int8":  # timed before profile(), whose dispatch mode recompiles
-                row["mlp_blocks"] = _block_speedup(copy.deepcopy(dense), model, example, repeats)
             row.update(latency_ms=t_var, dense_latency_ms=t_dense, speedup=t_dense / t_var,
                        compression=comp, peak_mib=peak_extra_mib(model, example),
                        profile=profile(model, example, repeats=0, memory=False).as_dict())
             if variant == "ptq_int8":
+                row["mlp_blocks"] = _block_speedup(copy.deepcopy(dense), model, example, repeats)
                 row["float_ops"] = model.quant_report.float_ops
                 row["float_modules"] = model.quant_report.float_modules
             row["target"] = _target(variant, row)

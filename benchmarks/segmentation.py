@@ -452,6 +452,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     write_outputs(args.out, "segmentation", result, md)
     return 0
 
+
 def pyg_only(args) -> int:
     """``--pyg-only``: the DynamicEdgeConv comparison alone, written to ``pyg_dgcnn.json``."""
     from geo3d.datasets import SubsampledPoints

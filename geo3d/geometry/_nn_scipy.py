@@ -249,8 +249,8 @@ def radius_rows(
         keep(rows, d, i)
     if overflow:
         rows_o = np.concatenate(overflow)
-        n_o = tree.query_ball_point(q[rows_o], bound, return_length=True,
-                                    workers=_workers(len(rows_o), 16))
+        n_o = tree.query_ball_point(q[rows_o], bound, return_length=True,  # rows over k0
+                                    workers=_workers(len(rows_o), k0))
         level = np.ceil(np.log2(np.maximum(n_o, 1))).astype(np.int8)
         by_level = np.argsort(level, kind="stable")
         rows_o, n_o, level = rows_o[by_level], n_o[by_level], level[by_level]

@@ -184,7 +184,7 @@ def _item_knn(xb: Tensor, k: int) -> Tensor:
         step = max(1, _ENTRY_BUDGET // n)
         for q0 in range(0, n, step):
             d = torch.addmm(sq[None, :], xb[q0 : q0 + step], xb.T, alpha=-2.0)
-            out[q0 : q0 + step] = d.topk(k, dim=1, largest=False, sorted=True).indices
+            out[q0 : q0 + step] = _k_smallest(d, k)
         return out
     out_np = np.empty((n, k), dtype=np.int64)
     block = max(1, min(_BLOCK_ROWS, _ENTRY_BUDGET // n))

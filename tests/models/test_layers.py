@@ -90,3 +90,14 @@ def test_nested_row_ranges_run_serially_instead_of_deadlocking():
     finally:
         torch.set_num_threads(before)
     assert (out == 1).all()
+
+
+def test_item_knn_falls_back_to_topk_when_k_covers_the_item():
+    from geo3d.models._layers import _item_knn
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 12, generator=g)
+    got = _item_knn(x, 30)  # k == n: every point, by increasing distance
+    d = torch.cdist(x, x)
+    assert torch.equal(got.sort(dim=1).values, torch.arange(30).expand(30, 30))
+    assert (d.gather(1, got).diff(dim=1) >= -1e-5).all()
