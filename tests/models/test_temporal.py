@@ -15,6 +15,7 @@ from torch_geometric.data import Data
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
 from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table,
+                                   _neighbour_table_numpy, _neighbour_table_torch,
                                    _searchsorted, _union, voxelize)
 
 VOXEL = 0.25
@@ -204,6 +205,26 @@ def test_neighbour_table_matches_dict(cells):
         for o, off in enumerate(itertools.product((-1, 0, 1), repeat=3)):
             want = index.get(tuple(c + np.array(off)), len(vox.keys))
             assert int(table[o, i]) == want
+    assert torch.equal(_neighbour_table_torch(vox.keys, vox.keys), table)
+    assert torch.equal(_neighbour_table_numpy(vox.keys, vox.keys, chunk=3), table)
+
+
+def test_neighbour_table_numpy_chunks_and_threads_match_torch():
+    """Chunked numpy over 2 threads equals the torch ops, also for another key set."""
+    g = torch.Generator().manual_seed(0)
+    pos = torch.rand(20000, 3, generator=g) * torch.tensor([12.0, 12.0, 3.0])
+    vox = voxelize(pos, None, torch.zeros(20000, dtype=torch.long), 0.25)
+    other = voxelize(pos[:5000] + 0.1, None, torch.zeros(5000, dtype=torch.long), 0.25).keys
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for base in (vox.keys, other):
+            want = _neighbour_table_torch(vox.keys, base)
+            assert (want < len(vox.keys)).float().mean() > 0.2  # many cells are occupied
+            assert torch.equal(_neighbour_table_numpy(vox.keys, base, chunk=100), want)
+            assert torch.equal(_neighbour_table(vox.keys, base), want)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
