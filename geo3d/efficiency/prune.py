@@ -29,7 +29,9 @@
   For the e3nn model it removes whole irreps multiplicities: a hidden channel ``u`` of an
   irrep ``(l, p)`` is zeroed in every layer (all ``2l + 1`` components, the weights that
   produce it and its gate, and its consumers), so equivariance holds exactly; the result
-  keeps its shapes (zeros), it is not rebuilt smaller.
+  keeps its shapes (zeros), it is not rebuilt smaller. For GEM-CNN it removes whole
+  regular fields (rho-fields) inside the residual blocks and rebuilds them smaller
+  (:mod:`geo3d.efficiency._prune_gem`): gauge equivariance holds exactly.
 
 ``prune(model, config, example)`` returns a new model (a deep copy); the input is never
 modified. Models the structured method does not know raise ``InvalidInputError``.
@@ -47,6 +49,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
 from geo3d.efficiency._batches import cycle_batches
+from geo3d.efficiency._prune_gem import prune_gem_fields
 from geo3d.errors import InvalidInputError
 
 __all__ = ["PruneConfig", "prune", "prunable_weights", "sparsity", "compression_ratio"]
@@ -463,6 +466,7 @@ def _structured(model: nn.Module, config: PruneConfig) -> nn.Module:
     from geo3d.models.backbones.dgcnn import DGCNN
     from geo3d.models.backbones.equivariant import EquivariantBackbone
     from geo3d.models.backbones.pointnet2 import PointNet2
+    from geo3d.models.gem.resnet import GemResNet
 
     backbone = getattr(model, "backbone", None)
     head = getattr(model, "head", None)
@@ -478,11 +482,14 @@ def _structured(model: nn.Module, config: PruneConfig) -> nn.Module:
         _apply_groups(_pointnet2_groups(out), config.amount)
         _pointnet2_fix(out)
         return out
+    if isinstance(backbone, GemResNet):
+        prune_gem_fields(out, config.amount)
+        return out
     raise InvalidInputError(
         f"structured pruning does not know the channel dependencies of "
         f"{type(model).__name__} (backbone {type(backbone).__name__}); supported: DGCNN and "
-        f"PointNet++ models (channels), the e3nn equivariant models (irreps multiplicities). "
-        f"Use method='magnitude' or 'ltp' for the others")
+        f"PointNet++ models (channels), the e3nn equivariant models (irreps multiplicities) "
+        f"and GEM-CNN (rho-fields). Use method='magnitude' or 'ltp' for the others")
 
 
 # --------------------------------------------------------------------------- e3nn multiplicities
@@ -577,5 +584,5 @@ def _prune_multiplicities(model: nn.Module, amount: float) -> None:
     with torch.no_grad():
         head = model.head[0]
         for j, c in enumerate(scal):
-            if c in drop_cols:
-                head.weight[:, j] = 0
+            if c in drop_cols:  # the scalar and its pooled copies (segmentation context)
+                head.weight[:, j::len(scal)] = 0

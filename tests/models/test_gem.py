@@ -255,3 +255,45 @@ def test_model_input_errors_name_the_argument():
         create("gem_seg", num_classes=3, order=-1)
     with pytest.raises(InvalidInputError, match="levels"):
         create("gem_seg", num_classes=3, levels=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-6), (torch.float32, 1e-4)])
+def test_field_pruning_is_smaller_exact_and_gauge_equivariant(dtype, tol):
+    """Structured pruning removes whole rho-fields inside the residual blocks: the result
+    equals the original with those fields' consumers zeroed, and stays gauge equivariant."""
+    from geo3d.efficiency import PruneConfig, prune
+    from geo3d.models.gem.resnet import GemResBlock
+
+    torch.manual_seed(0)
+    data = _mesh(dtype)
+    model = create("gem_seg", in_channels=2, num_classes=3, **{**SMALL, "width": 6}).to(dtype)
+    model.train()
+    for _ in range(2):  # non-trivial batch-norm statistics
+        model(data)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = prune(model, PruneConfig(method="structured", amount=0.5), data)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
+    reference = create("gem_seg", in_channels=2, num_classes=3, **{**SMALL, "width": 6}).to(dtype)
+    reference.load_state_dict(before)
+    reference.eval()
+    pairs = [(a, b) for a, b in zip(reference.modules(), out.modules()) if isinstance(a, GemResBlock)]
+    assert len(pairs) == 3  # two encoder levels, one decoder block
+    for ref, small in pairs:
+        c = ref.conv1.out_channels
+        assert small.conv1.out_channels == small.conv2.in_channels == round(c / 2)
+        assert small.norm1.weight.shape == (round(c / 2),)
+        # which fields were kept: the rows of conv1 that survived, found in the original
+        rows = ref.conv1.weight.flatten(1)
+        keep = [int((rows == r).all(1).nonzero()) for r in small.conv1.weight.flatten(1)]
+        drop = sorted(set(range(c)) - set(keep))
+        with torch.no_grad():
+            ref.conv2.weight[:, drop] = 0
+            ref.conv2.self_weight[:, drop] = 0
+    assert sum(p.numel() for p in out.parameters()) < sum(p.numel() for p in model.parameters())
+    gamma = torch.rand(data.num_nodes, dtype=torch.float64) * 2 * math.pi
+    with torch.no_grad():
+        pruned = out(data)
+        torch.testing.assert_close(pruned, reference(data), atol=tol, rtol=tol)
+        scale = float(pruned.abs().max())
+        assert float((_regauged_forward(out, data, gamma) - pruned).abs().max()) < tol * max(1, scale)
