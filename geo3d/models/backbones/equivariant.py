@@ -275,6 +275,7 @@ class _EquivariantModel(nn.Module):
     """Backbone + an MLP head on the invariant ``0e`` features; owns ``task`` and ``loss``."""
 
     task: str = ""
+    context: int = 1  # the head reads context * num_scalars features
 
     def __init__(self, backbone: EquivariantBackbone, num_classes: int, head_hidden: int) -> None:
         super().__init__()
@@ -283,7 +284,7 @@ class _EquivariantModel(nn.Module):
         self.backbone = backbone
         self.num_classes = num_classes
         self.head = nn.Sequential(
-            nn.Linear(backbone.num_scalars, head_hidden),
+            nn.Linear(self.context * backbone.num_scalars, head_hidden),
             nn.SiLU(),
             nn.Linear(head_hidden, num_classes),
         )
@@ -350,16 +351,26 @@ class EquivariantClassifier(_EquivariantModel):
 
 
 class EquivariantSegmenter(_EquivariantModel):
-    """Invariant logits per point: an MLP on each point's ``0e`` features.
+    """Invariant logits per point: an MLP on each point's ``0e`` features, its cloud's max
+    and its cloud's mean of them (a global context, as in PointNet and DGCNN: the layers
+    see only ``depth * radius``, while part labels depend on the whole shape). Pooled
+    invariants are invariant, so the logits stay E(3)-invariant.
 
     Shapes:
         forward(data) -> ``[N, num_classes]``.
     """
 
     task = "segmentation"
+    context = 3  # the head reads [own, max, mean] scalars
 
     def _head(self, scalars, batch, data):
-        return self.head(scalars)
+        if batch is None:
+            pooled = torch.cat([scalars.amax(0, keepdim=True), scalars.mean(0, keepdim=True)], 1)
+            return self.head(torch.cat([scalars, pooled.expand(scalars.shape[0], -1)], 1))
+        num_graphs = int(data.num_graphs) if isinstance(data, Batch) else int(batch.max()) + 1
+        pooled = torch.cat([scatter(scalars, batch, 0, dim_size=num_graphs, reduce=r)
+                            for r in ("max", "mean")], 1)
+        return self.head(torch.cat([scalars, pooled[batch]], 1))
 
 
 def _build(model_cls, kwargs: dict):
