@@ -194,6 +194,7 @@ TINY_KWARGS = {  # --tiny: the smallest sensible widths (smoke tests), by model 
     "pointnet2": dict(width=4, max_neighbors=4, head_channels=(8,)),
     "equivariant": dict(width=2, lmax=1, depth=1, num_basis=4, radial_hidden=4,
                         head_hidden=8),
+    "gem": dict(width=2, levels=1, order=1, head_channels=(8,)),
 }
 
 

@@ -208,6 +208,16 @@ def test_efficiency_smoke(tmp_path):
     assert [r["variant"] for r in result["rows"]] == ["dense", "magnitude50"]
 
 
+def test_efficiency_runs_gem_on_meshes_with_field_pruning(tmp_path):
+    """GEM-CNN needs meshes: the benchmark gives it SyntheticMeshes parts, and structured
+    pruning removes rho-fields (a smaller model, no error row)."""
+    result = _smoke("efficiency.py", tmp_path, "--finetune-minutes", "0.01", "--models",
+                    "gem_seg", "--variants", "structured50_ft")
+    dense, pruned = result["rows"]
+    assert pruned["variant"] == "structured50_ft" and "error" not in pruned
+    assert pruned["profile"]["params"] < dense["profile"]["params"]
+
+
 def test_no_pictures_flag_writes_none(tmp_path):
     out = tmp_path / "classification"
     res = _run("classification.py", *TINY, "--num-points", "32", "--models", "dgcnn_cls",
