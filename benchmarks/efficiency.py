@@ -147,8 +147,10 @@ def _dense_model(name: str, kwargs: dict, data: dict, args, names, example, bs: 
     from geo3d.io.atomic import atomic_write_bytes
     from geo3d.tasks import evaluate
 
+    shapes = {k: list(v.shape) for k, v in models.create(name, **kwargs).state_dict().items()}
     spec = json.dumps([name, kwargs, args.minutes_used, args.seed, args.sizes, args.points,
-                       args.lr, bs] + ([] if data_spec is None else [data_spec]), sort_keys=True)
+                       args.lr, bs, shapes] + ([] if data_spec is None else [data_spec]),
+                      sort_keys=True)  # parameter shapes: a changed architecture retrains
     path = None
     if args.dense_cache:
         digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
