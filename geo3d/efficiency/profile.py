@@ -10,7 +10,8 @@ pauses inside them.
 
 MAC kinds (:attr:`Profile.macs_breakdown`, they add up to :attr:`Profile.macs`):
 
-* ``linear``: ``flop_counter`` formulas / 2 (Linear, conv, matmul, e3nn ``o3.Linear``).
+* ``linear``: ``flop_counter`` formulas / 2 (Linear, conv, matmul, e3nn ``o3.Linear``);
+  a sparse matrix times a dense one counts its stored entries times the output columns.
 * ``gather_scatter``: one MAC per element moved: ``index_select``, ``gather`` and advanced
   indexing (``aten.index``) count their output (``E * F`` for ``x[edge_index[0]]``);
   ``scatter*``, ``index_add``, ``index_reduce``, ``index_put`` count their source.
@@ -97,7 +98,13 @@ class _MacCounter(TorchDispatchMode):
         packet = func.overloadpacket
         if packet in flop_registry:
             kind = self.scopes[-1] if self.scopes else "linear"
-            self.add(kind, int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2)
+            sparse = [t for t in args if isinstance(t, torch.Tensor) and t.layout != torch.strided]
+            if sparse and isinstance(out, torch.Tensor) and out.dim() == 2:
+                # sparse @ dense: one MAC per stored entry and output column (the dense
+                # formula would count every zero of the sparse matrix)
+                self.add(kind, sum(int(t._nnz()) for t in sparse) * out.shape[1])
+            else:
+                self.add(kind, int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2)
         elif packet in _GATHERS and isinstance(out, torch.Tensor):
             self.add("gather_scatter", out.numel())
         elif packet in _SCATTERS:

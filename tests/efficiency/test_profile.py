@@ -97,6 +97,56 @@ def test_module_category_scopes_dense_macs():
     assert kinds["linear"] == 10 * 4 * 6 and kinds["gem_kernel"] == 10 * 6 * 2
 
 
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_sparse_matmul_counts_stored_entries(layout):
+    """A sparse [M, N] matrix times a dense [N, K] one: nnz * K MACs, not M * N * K (GEM's
+    fused neighbour averaging is such a product)."""
+    dense = torch.zeros(50, 40)
+    dense[torch.arange(50), torch.arange(50) % 40] = 1.0  # 50 stored entries
+    dense[3, 7] = 2.0
+    sparse = dense.to_sparse_csr() if layout == "csr" else dense.to_sparse()
+
+    class SparseAverage(nn.Module):
+        def forward(self, x):
+            return sparse @ x
+
+    x = torch.randn(40, 6)
+    kinds = mac_breakdown(SparseAverage(), x)
+    assert kinds["linear"] == 51 * 6
+    assert count_macs(nn.Linear(6, 3), x) == 40 * 6 * 3  # dense products unchanged
+
+
+def test_gem_conv_macs_by_hand():
+    """One fused GemConv (order 1 -> 1) on the gem_kernel row: the sparse neighbour
+    averaging (``E * F`` stored entries per product: one for the order-0 coefficient, two
+    for the order-1 pair with ``2 C_in`` columns each), the kernel maps built from the
+    bases, and the two products with them."""
+    from geo3d.models.gem import GemConv
+
+    torch.manual_seed(0)
+    v, e, c_in, c_out = 10, 30, 2, 3
+    conv = GemConv(c_in, c_out, 1, 1)
+    edge_index = torch.stack([torch.randint(0, v, (e,)), torch.arange(e) % v])
+    theta, transport = torch.rand(e) * 6, torch.rand(e) * 6
+    b, d_out, d_in, f = conv.basis.shape
+    b_self = conv.self_basis.shape[0]
+    assert b_self > 1  # a single basis element would make its einsum element-wise
+
+    class OnGraph(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return self.conv(x, edge_index, theta, transport)
+
+    kinds = mac_breakdown(OnGraph(), torch.randn(v, c_in, d_in))
+    want = (e * f * c_in + 2 * e * f * 2 * c_in  # sparse [F V, V] @ [V, K]
+            + c_out * c_in * b * d_out * d_in * f + c_out * c_in * b_self * d_out * d_in  # kernels
+            + v * (c_in * d_in * f) * (c_out * d_out) + v * (c_in * d_in) * (c_out * d_out))
+    assert kinds["gem_kernel"] == want and kinds["linear"] == 0
+
+
 def test_profile_fields_table_and_no_mutation():
     model = _mlp()
     with torch.no_grad():
