@@ -246,15 +246,19 @@ def _scoped_modules(model: nn.Module, counter: _MacCounter) -> Iterator[None]:
         if not counter.paused:
             counter.add("tensor_product", tensor_product_macs(module, out.reshape(-1, out.shape[-1]).shape[0]))
 
+    def scope_in(module, args) -> None:
+        counter.scopes.append(module.mac_category)
+
+    def scope_out(module, args, out) -> None:  # returns None: the output is left as it is
+        counter.scopes.pop()
+
     for module in model.modules():
         if _is_tensor_product(module):
             handles += [module.register_forward_pre_hook(tp_pre),
                         module.register_forward_hook(tp_post, always_call=True)]
         elif isinstance(getattr(module, "mac_category", None), str):
-            kind = module.mac_category
-            handles += [module.register_forward_pre_hook(lambda m, a, k=kind: counter.scopes.append(k)),
-                        module.register_forward_hook(lambda m, a, o: counter.scopes.pop(),
-                                                     always_call=True)]
+            handles += [module.register_forward_pre_hook(scope_in),
+                        module.register_forward_hook(scope_out, always_call=True)]
     try:
         yield
     finally:

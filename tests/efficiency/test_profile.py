@@ -92,9 +92,9 @@ def test_module_category_scopes_dense_macs():
     class GemConv(nn.Linear):
         mac_category = "gem_kernel"
 
-    model = nn.Sequential(nn.Linear(4, 6), GemConv(6, 2))
-    kinds = mac_breakdown(model, torch.randn(10, 4))
-    assert kinds["linear"] == 10 * 4 * 6 and kinds["gem_kernel"] == 10 * 6 * 2
+    model = nn.Sequential(nn.Linear(4, 6), GemConv(6, 2), nn.Linear(2, 3))
+    kinds = mac_breakdown(model, torch.randn(10, 4))  # the scoped module's output flows on
+    assert kinds["linear"] == 10 * (4 * 6 + 2 * 3) and kinds["gem_kernel"] == 10 * 6 * 2
 
 
 @pytest.mark.parametrize("layout", ["csr", "coo"])
