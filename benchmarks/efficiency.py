@@ -205,12 +205,14 @@ def model_task(name: str, args, cache: dict) -> dict:
 
 def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
+    meshes = " (gem_seg: SyntheticMeshes humanoid parts)" if any(
+        n.startswith("gem") for n in s["models"]) else ""
     lines = ["# geo3d efficiency benchmark", "",
              f"{m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}; "
-             f"SyntheticShapes part segmentation, {s['num_points']} points; dense training "
+             f"SyntheticShapes part segmentation, {s['num_points']} points{meshes}; dense training "
              f"{s['minutes']} min, fine-tuning {s['finetune_minutes']} min, LTP/LSQ+ {s['steps']} "
              f"steps (LTP then {s.get('ltp_finetune', 0)} fine-tuning steps){', --quick' if s['quick'] else ''}. Latency: one batch of "
-             f"{s['latency_batch']} clouds, median of {s['repeats']} runs alternating with "
+             f"{s['latency_batch']} clouds or meshes, median of {s['repeats']} runs alternating with "
              "the dense model. MACs include message passing and the search work model "
              "(geo3d.efficiency.profile).", "",
              "| model | variant | test mIoU % | drop pts | params | non-zero | compression | "
