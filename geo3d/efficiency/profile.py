@@ -98,11 +98,9 @@ class _MacCounter(TorchDispatchMode):
         packet = func.overloadpacket
         if packet in flop_registry:
             kind = self.scopes[-1] if self.scopes else "linear"
-            sparse = [t for t in args if isinstance(t, torch.Tensor) and t.layout != torch.strided]
-            if sparse and isinstance(out, torch.Tensor) and out.dim() == 2:
-                # sparse @ dense: one MAC per stored entry and output column (the dense
-                # formula would count every zero of the sparse matrix)
-                self.add(kind, sum(int(t._nnz()) for t in sparse) * out.shape[1])
+            sparse = _sparse_product_macs(args, out)
+            if sparse is not None:
+                self.add(kind, sparse)
             else:
                 self.add(kind, int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2)
         elif packet in _GATHERS and isinstance(out, torch.Tensor):
@@ -112,6 +110,24 @@ class _MacCounter(TorchDispatchMode):
                      if isinstance(t, torch.Tensor)]
             self.add("gather_scatter", max(sizes, default=0))
         return out
+
+
+def _sparse_product_macs(args: tuple, out: Any) -> Optional[int]:
+    """MACs of a 2-D product with a sparse operand (``mm``, or ``addmm``'s last two
+    arguments): each stored entry of the left factor meets every output column, each of
+    the right factor every output row. None when no operand is sparse (the dense formula
+    would count every zero of a sparse matrix)."""
+    mats = [t for t in args if isinstance(t, torch.Tensor) and t.dim() == 2][-2:]
+    if len(mats) < 2 or all(t.layout == torch.strided for t in mats) \
+            or not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return None
+    left, right = mats
+    dense_macs = left.shape[0] * left.shape[1] * right.shape[1]
+    if left.layout != torch.strided and right.layout != torch.strided:
+        return min(int(left._nnz()) * right.shape[1], dense_macs)
+    if left.layout != torch.strided:
+        return int(left._nnz()) * out.shape[1]
+    return int(right._nnz()) * out.shape[0]
 
 
 def _item_sizes(n: int, batch: Optional[torch.Tensor]) -> List[int]:

@@ -110,9 +110,15 @@ def test_sparse_matmul_counts_stored_entries(layout):
         def forward(self, x):
             return sparse @ x
 
+    class SparseOnTheRight(nn.Module):
+        def forward(self, x):
+            return x.T @ sparse.t()  # [6, 40] @ [40, 50]: each stored entry meets 6 rows
+
     x = torch.randn(40, 6)
     kinds = mac_breakdown(SparseAverage(), x)
     assert kinds["linear"] == 51 * 6
+    if layout == "coo":  # torch multiplies dense @ sparse for COO only
+        assert mac_breakdown(SparseOnTheRight(), x)["linear"] == 51 * 6
     assert count_macs(nn.Linear(6, 3), x) == 40 * 6 * 3  # dense products unchanged
 
 
