@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["prune_gem_fields"]
+__all__ = ["prune_gem_fields", "keep_norm_entries"]
 
 
 @torch.no_grad()
@@ -34,7 +34,7 @@ def prune_gem_fields(model: nn.Module, amount: float) -> int:
         c = block.conv1.out_channels
         keep = _top_fields(block, max(1, int(round(c * (1 - amount)))))
         _keep_outputs(block.conv1, keep)
-        _keep_norm(block.norm1, keep)
+        keep_norm_entries(block.norm1, keep)
         _keep_inputs(block.conv2, keep)
     return len(blocks)
 
@@ -60,8 +60,13 @@ def _keep_inputs(conv: nn.Module, keep: Tensor) -> None:
     conv.in_channels = len(keep)
 
 
-def _keep_norm(bn: nn.Module, keep: Tensor) -> None:
+def keep_norm_entries(bn: nn.Module, keep: Tensor) -> None:
+    """Keep entries ``keep`` of a batch norm (``nn.BatchNorm1d`` or ``RegularBatchNorm``):
+    scale, shift and running statistics (shared with the channel pruning of
+    :mod:`geo3d.efficiency.prune`)."""
     bn.weight = nn.Parameter(bn.weight[keep].clone())
     bn.bias = nn.Parameter(bn.bias[keep].clone())
     bn.running_mean = bn.running_mean[keep].clone()
     bn.running_var = bn.running_var[keep].clone()
+    if hasattr(bn, "num_features"):
+        bn.num_features = len(keep)

@@ -49,7 +49,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
 from geo3d.efficiency._batches import cycle_batches
-from geo3d.efficiency._prune_gem import prune_gem_fields
+from geo3d.efficiency._prune_gem import keep_norm_entries, prune_gem_fields
 from geo3d.errors import InvalidInputError
 
 __all__ = ["PruneConfig", "prune", "prunable_weights", "sparsity", "compression_ratio"]
@@ -451,12 +451,7 @@ def _apply_groups(groups: List[_Group], amount: float) -> None:
             lin.bias = nn.Parameter(lin.bias[keep].clone())
         lin.out_features = len(keep)
         if g.norm is not None:
-            bn = g.norm
-            bn.weight = nn.Parameter(bn.weight[keep].clone())
-            bn.bias = nn.Parameter(bn.bias[keep].clone())
-            bn.running_mean = bn.running_mean[keep].clone()
-            bn.running_var = bn.running_var[keep].clone()
-            bn.num_features = len(keep)
+            keep_norm_entries(g.norm, keep)
     for lin, mask in cols.values():
         lin.weight = nn.Parameter(lin.weight[:, mask].clone())
         lin.in_features = int(mask.sum())

@@ -364,10 +364,10 @@ class EquivariantSegmenter(_EquivariantModel):
     context = 3  # the head reads [own, max, mean] scalars
 
     def _head(self, scalars, batch, data):
-        if batch is None:
-            pooled = torch.cat([scalars.amax(0, keepdim=True), scalars.mean(0, keepdim=True)], 1)
-            return self.head(torch.cat([scalars, pooled.expand(scalars.shape[0], -1)], 1))
-        num_graphs = int(data.num_graphs) if isinstance(data, Batch) else int(batch.max()) + 1
+        if batch is None:  # one cloud
+            batch, num_graphs = scalars.new_zeros(scalars.shape[0], dtype=torch.long), 1
+        else:
+            num_graphs = int(data.num_graphs) if isinstance(data, Batch) else int(batch.max()) + 1
         pooled = torch.cat([scatter(scalars, batch, 0, dim_size=num_graphs, reduce=r)
                             for r in ("max", "mean")], 1)
         return self.head(torch.cat([scalars, pooled[batch]], 1))
