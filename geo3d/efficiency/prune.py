@@ -27,10 +27,12 @@
   feed the next step or the head). Channels are ranked by ``|gamma| / sqrt(var + eps) *
   ||W_row||_2`` (BatchNorm scale times row norm; Liu et al. 2017, "network slimming").
   For the e3nn model it removes whole irreps multiplicities: a hidden channel ``u`` of an
-  irrep ``(l, p)`` is zeroed in every layer (all ``2l + 1`` components, the weights that
-  produce it and its gate, and its consumers), so equivariance holds exactly; the result
-  keeps its shapes (zeros), it is not rebuilt smaller. For GEM-CNN it removes whole
-  regular fields (rho-fields) inside the residual blocks and rebuilds them smaller
+  irrep ``(l, p)`` is removed from every layer (all ``2l + 1`` components, the weights that
+  produce it and its gate, its tensor-product paths and radial weights, and its consumers),
+  so equivariance holds exactly; every layer is rebuilt with the smaller irreps and the
+  kept weights (:mod:`geo3d.efficiency._prune_e3nn`): a smaller model that computes what
+  the original computes with those channels zeroed. For GEM-CNN it removes whole regular
+  fields (rho-fields) inside the residual blocks and rebuilds them smaller
   (:mod:`geo3d.efficiency._prune_gem`): gauge equivariance holds exactly.
 
 ``prune(model, config, example)`` returns a new model (a deep copy); the input is never
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +51,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 
 from geo3d.efficiency._batches import cycle_batches
+from geo3d.efficiency._prune_e3nn import prune_irreps_copies
 from geo3d.efficiency._prune_gem import keep_norm_entries, prune_gem_fields
 from geo3d.errors import InvalidInputError
 
@@ -467,7 +470,7 @@ def _structured(model: nn.Module, config: PruneConfig) -> nn.Module:
     head = getattr(model, "head", None)
     out = copy.deepcopy(model)
     if isinstance(backbone, EquivariantBackbone):
-        _prune_multiplicities(out, config.amount)
+        prune_irreps_copies(out, config.amount)
         return out
     if isinstance(backbone, DGCNN) and hasattr(head, "mlp"):
         _apply_groups(_dgcnn_groups(out), config.amount)
@@ -485,99 +488,3 @@ def _structured(model: nn.Module, config: PruneConfig) -> nn.Module:
         f"{type(model).__name__} (backbone {type(backbone).__name__}); supported: DGCNN and "
         f"PointNet++ models (channels), the e3nn equivariant models (irreps multiplicities) "
         f"and GEM-CNN (rho-fields). Use method='magnitude' or 'ltp' for the others")
-
-
-# --------------------------------------------------------------------------- e3nn multiplicities
-
-
-def _slot_of(irreps, col: int) -> Tuple[int, int]:
-    """(slot index, copy index) of column ``col`` in an e3nn ``irreps`` layout."""
-    for i, ((mul, ir), sl) in enumerate(zip(irreps, irreps.slices())):
-        if sl.start <= col < sl.stop:
-            return i, (col - sl.start) // ir.dim
-    raise IndexError(col)
-
-
-def _zero_linear(lin: nn.Module, out_cols: Iterable[int] = (), in_cols: Iterable[int] = ()) -> None:
-    """Zero the paths of an e3nn ``o3.Linear`` writing ``out_cols`` / reading ``in_cols``."""
-    outs = {_slot_of(lin.irreps_out, c) for c in out_cols}
-    ins = {_slot_of(lin.irreps_in, c) for c in in_cols}
-    with torch.no_grad():
-        for _, ins_, w in lin.weight_views(yield_instruction=True):
-            for slot, u in outs:
-                if ins_.i_out == slot:
-                    w[:, u] = 0
-            for slot, u in ins:
-                if ins_.i_in == slot:
-                    w[u, :] = 0
-
-
-def _gate_input_columns(gate: nn.Module, out_cols: set) -> List[int]:
-    """Columns of ``gate.irreps_in`` that produce the gate-output columns ``out_cols``."""
-    n = gate.irreps_in.dim
-    eye = torch.eye(n, dtype=torch.float64)
-    scalars, gates, gated = (t.to(torch.float64) for t in gate.sc(eye))
-    n_scalars = scalars.shape[1]
-    # gated irrep copy k reads gate k
-    copies = [(n_scalars + sl.start + u * ir.dim, ir.dim)
-              for (mul, ir), sl in zip(gate.irreps_gated, gate.irreps_gated.slices())
-              for u in range(mul)]
-    cols = []
-    for c in range(n):
-        s = scalars[c].nonzero()
-        if s.numel() and int(s[0]) in out_cols:
-            cols.append(c)
-            continue
-        g = gated[c].nonzero()
-        if g.numel() and int(g[0]) + n_scalars in out_cols:
-            cols.append(c)
-            continue
-        k = gates[c].nonzero()
-        if k.numel():
-            start, dim = copies[int(k[0])]
-            if start in out_cols:
-                cols.append(c)
-    return cols
-
-
-def _prune_multiplicities(model: nn.Module, amount: float) -> None:
-    """Zero ``amount`` of the copies of every hidden irrep in every layer (module doc)."""
-    backbone = model.backbone
-    layers = list(backbone.layers)
-    irreps = backbone.irreps_out  # every layer's output (residual chain: same channels)
-    # importance of copy u of slot s: norm of the weights producing it, over layers
-    drop_cols: set = set()
-    for s, ((mul, ir), sl) in enumerate(zip(irreps, irreps.slices())):
-        k = max(1, int(round(mul * (1 - amount))))
-        if k >= mul:
-            continue
-        scores = torch.zeros(mul, dtype=torch.float64)
-        for layer in layers:
-            cols_u = [_gate_input_columns(layer.gate, set(range(sl.start + u * ir.dim,
-                                                                sl.start + (u + 1) * ir.dim)))
-                      for u in range(mul)]
-            for lin in (layer.lin_out, layer.self_connection):
-                for u, cols in enumerate(cols_u):
-                    for c in cols:
-                        slot, cu = _slot_of(lin.irreps_out, c)
-                        for _, ins, w in lin.weight_views(yield_instruction=True):
-                            if ins.i_out == slot:
-                                scores[u] += float(w[:, cu].detach().pow(2).sum())
-        dropped = torch.topk(scores, mul - k, largest=False).indices.tolist()
-        for u in dropped:
-            drop_cols.update(range(sl.start + u * ir.dim, sl.start + (u + 1) * ir.dim))
-    if not drop_cols:
-        return
-    for i, layer in enumerate(layers):
-        gate_cols = _gate_input_columns(layer.gate, drop_cols)
-        _zero_linear(layer.lin_out, out_cols=gate_cols)
-        _zero_linear(layer.self_connection, out_cols=gate_cols)
-        if i > 0:  # its input is the previous layer's output
-            _zero_linear(layer.lin_in, in_cols=drop_cols, out_cols=drop_cols)
-            _zero_linear(layer.self_connection, in_cols=drop_cols)
-    scal = backbone.scalar_index.tolist()
-    with torch.no_grad():
-        head = model.head[0]
-        for j, c in enumerate(scal):
-            if c in drop_cols:  # the scalar and its pooled copies (segmentation context)
-                head.weight[:, j::len(scal)] = 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import io
+from typing import Iterable, List, Tuple
 
 import pytest
 import torch
-from torch import nn
+from e3nn import o3
+from torch import Tensor, nn
+from torch_geometric.data import Batch
 
-from geo3d.efficiency import PruneConfig, compression_ratio, prune, sparsity
+from geo3d.efficiency import PruneConfig, compression_ratio, profile, prune, sparsity
 from geo3d.errors import InvalidInputError
 from geo3d.testing import assert_equivariant
 
@@ -180,26 +184,219 @@ def test_structured_dgcnn_is_fewer_macs_and_trains():
     assert all(p.grad is not None for p in out.parameters())
 
 
+# --------------------------------------------------------------------------- e3nn irreps
+# The reference: structured pruning of the e3nn models as it was before it rebuilt layers
+# smaller. It ranks the copies of every hidden irrep the same way and zeroes the dropped
+# ones (every weight producing or reading them, the head's columns), shapes unchanged; the
+# rebuilt model must compute exactly the same.
+
+
+def _slot_of(irreps, col: int) -> Tuple[int, int]:
+    """(slot index, copy index) of column ``col`` in an e3nn ``irreps`` layout."""
+    for i, ((mul, ir), sl) in enumerate(zip(irreps, irreps.slices())):
+        if sl.start <= col < sl.stop:
+            return i, (col - sl.start) // ir.dim
+    raise IndexError(col)
+
+
+def _zero_linear(lin: nn.Module, out_cols: Iterable[int] = (), in_cols: Iterable[int] = ()) -> None:
+    """Zero the paths of an e3nn ``o3.Linear`` writing ``out_cols`` / reading ``in_cols``."""
+    outs = {_slot_of(lin.irreps_out, c) for c in out_cols}
+    ins = {_slot_of(lin.irreps_in, c) for c in in_cols}
+    with torch.no_grad():
+        for _, ins_, w in lin.weight_views(yield_instruction=True):
+            for slot, u in outs:
+                if ins_.i_out == slot:
+                    w[:, u] = 0
+            for slot, u in ins:
+                if ins_.i_in == slot:
+                    w[u, :] = 0
+
+
+def _gate_input_columns(gate: nn.Module, out_cols: set) -> List[int]:
+    """Columns of ``gate.irreps_in`` that produce the gate-output columns ``out_cols``."""
+    n = gate.irreps_in.dim
+    eye = torch.eye(n, dtype=torch.float64)
+    scalars, gates, gated = (t.to(torch.float64) for t in gate.sc(eye))
+    n_scalars = scalars.shape[1]
+    # gated irrep copy k reads gate k
+    copies = [(n_scalars + sl.start + u * ir.dim, ir.dim)
+              for (mul, ir), sl in zip(gate.irreps_gated, gate.irreps_gated.slices())
+              for u in range(mul)]
+    cols = []
+    for c in range(n):
+        s = scalars[c].nonzero()
+        if s.numel() and int(s[0]) in out_cols:
+            cols.append(c)
+            continue
+        g = gated[c].nonzero()
+        if g.numel() and int(g[0]) + n_scalars in out_cols:
+            cols.append(c)
+            continue
+        k = gates[c].nonzero()
+        if k.numel():
+            start, dim = copies[int(k[0])]
+            if start in out_cols:
+                cols.append(c)
+    return cols
+
+
+def _zero_multiplicities(model: nn.Module, amount: float) -> set:
+    """Zero ``amount`` of the copies of every hidden irrep in every layer, in place; returns
+    the zeroed columns of the features."""
+    backbone = model.backbone
+    layers = list(backbone.layers)
+    irreps = backbone.irreps_out  # every layer's output (residual chain: same channels)
+    # importance of copy u of slot s: norm of the weights producing it, over layers
+    drop_cols: set = set()
+    for s, ((mul, ir), sl) in enumerate(zip(irreps, irreps.slices())):
+        k = max(1, int(round(mul * (1 - amount))))
+        if k >= mul:
+            continue
+        scores = torch.zeros(mul, dtype=torch.float64)
+        for layer in layers:
+            cols_u = [_gate_input_columns(layer.gate, set(range(sl.start + u * ir.dim,
+                                                                sl.start + (u + 1) * ir.dim)))
+                      for u in range(mul)]
+            for lin in (layer.lin_out, layer.self_connection):
+                for u, cols in enumerate(cols_u):
+                    for c in cols:
+                        slot, cu = _slot_of(lin.irreps_out, c)
+                        for _, ins, w in lin.weight_views(yield_instruction=True):
+                            if ins.i_out == slot:
+                                scores[u] += float(w[:, cu].detach().pow(2).sum())
+        dropped = torch.topk(scores, mul - k, largest=False).indices.tolist()
+        for u in dropped:
+            drop_cols.update(range(sl.start + u * ir.dim, sl.start + (u + 1) * ir.dim))
+    if not drop_cols:
+        return drop_cols
+    for i, layer in enumerate(layers):
+        gate_cols = _gate_input_columns(layer.gate, drop_cols)
+        _zero_linear(layer.lin_out, out_cols=gate_cols)
+        _zero_linear(layer.self_connection, out_cols=gate_cols)
+        if i > 0:  # its input is the previous layer's output
+            _zero_linear(layer.lin_in, in_cols=drop_cols, out_cols=drop_cols)
+            _zero_linear(layer.self_connection, in_cols=drop_cols)
+    scal = backbone.scalar_index.tolist()
+    with torch.no_grad():
+        head = model.head[0]
+        for j, c in enumerate(scal):
+            if c in drop_cols:  # the scalar and its pooled copies (segmentation context)
+                head.weight[:, j::len(scal)] = 0
+    return drop_cols
+
+
+def _zeroed(model: nn.Module, amount: float) -> Tuple[nn.Module, Tensor]:
+    """The zeroed reference and the mask of its feature columns that were kept."""
+    ref = copy.deepcopy(model)
+    dropped = _zero_multiplicities(ref, amount)
+    kept = torch.ones(model.irreps_out.dim, dtype=torch.bool)
+    kept[sorted(dropped)] = False
+    return ref, kept
+
+
+def _clouds(dtype=torch.float64, n: int = 24) -> Batch:
+    return Batch.from_data_list([cloud(n, seed, dtype) for seed in range(2)])
+
+
+def _expected_muls(model: nn.Module, amount: float) -> list:
+    return [max(1, round(mul * (1 - amount))) for mul, _ in model.irreps_out]
+
+
+def _structured(amount: float) -> PruneConfig:
+    return PruneConfig(method="structured", amount=amount)
+
+
+@pytest.mark.parametrize("amount", [0.3, 0.5])
+@pytest.mark.parametrize("lmax", [1, 2])
+@pytest.mark.parametrize("name", ["equivariant_seg", "equivariant_cls"])
+def test_multiplicity_pruning_rebuilds_smaller_and_equals_zeroing(name, lmax, amount):
+    model = build(name, width=8, lmax=lmax).double().eval()
+    before = snapshot(model)
+    data = _clouds()
+    out = prune(model, _structured(amount), data)
+    assert_unchanged(model, before)
+    # the hidden irreps of every layer lost copies: max(1, round(mul * (1 - amount))) kept
+    muls = _expected_muls(model, amount)
+    assert out.irreps_out == o3.Irreps([(m, ir) for m, (_, ir) in zip(muls, model.irreps_out)])
+    assert muls != [mul for mul, _ in model.irreps_out]
+    for i, layer in enumerate(out.backbone.layers):
+        assert layer.irreps_out == out.irreps_out and layer.residual == (i > 0)
+        assert layer.radial.hs[-1] == layer.tp.weight_numel
+    # the first layer reads the input scalars (kept): its tensor product keeps its size
+    for old, new in zip(model.backbone.layers[1:], out.backbone.layers[1:]):
+        assert new.tp.weight_numel < old.tp.weight_numel
+    assert out.backbone.layers[1].irreps_in == out.irreps_out
+    assert out.backbone.num_scalars == len(out.backbone.scalar_index) == muls[0]
+    assert out.head[0].in_features == out.context * muls[0]
+    # exactly the original with the same copies zeroed (float64)
+    ref, kept = _zeroed(model, amount)
+    with torch.no_grad():
+        torch.testing.assert_close(out(data), ref(data), rtol=0, atol=1e-10)
+        feats, ref_feats = out.features(data), ref.features(data)
+    assert int(kept.sum()) == out.irreps_out.dim
+    torch.testing.assert_close(feats, ref_feats[:, kept], rtol=0, atol=1e-10)
+    assert ref_feats[:, ~kept].eq(0).all()
+    # fewer parameters and MACs (tensor products included)
+    dense = profile(model, data, repeats=0, memory=False)
+    small = profile(out, data, repeats=0, memory=False)
+    assert small.params < dense.params and small.macs < dense.macs
+    assert small.params == sum(p.numel() for p in out.parameters())
+    for kind in ("linear", "tensor_product"):
+        assert small.macs_breakdown[kind] < dense.macs_breakdown[kind]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_multiplicity_pruning_is_exactly_equivariant(dtype):
-    model = build("equivariant_seg", width=8).to(dtype).eval()
+    model = build("equivariant_seg", width=8, lmax=2).to(dtype).eval()
     before = snapshot(model)
-    out = prune(model, PruneConfig(method="structured", amount=0.5))
+    out = prune(model, _structured(0.5))
     assert_unchanged(model, before)
+    assert [mul for mul, _ in out.irreps_out] == _expected_muls(model, 0.5)
     data = cloud(48, 0, dtype)
     assert_equivariant(out.features, data, irreps_out=out.irreps_out)
     assert_equivariant(out, data)
-    feats = out.features(data)
-    # whole multiplicities are zero: every column of a pruned copy, in every row
-    zero_cols = (feats == 0).all(dim=0)
-    irreps = out.irreps_out
-    n_zero_copies = 0
-    for (mul, ir), sl in zip(irreps, irreps.slices()):
-        block = zero_cols[sl].view(mul, ir.dim)
-        assert ((block.all(dim=1)) | (~block.any(dim=1))).all()  # all or none of a copy
-        n_zero_copies += int(block.all(dim=1).sum())
-    assert n_zero_copies >= sum(mul - max(1, round(mul / 2)) for mul, _ in irreps)
-    assert out.backbone.layers[0].lin_out.weight.eq(0).any()
+
+
+def test_multiplicity_pruned_model_copies_saves_loads_and_trains():
+    model = build("equivariant_seg", width=8, lmax=2).eval()
+    out = prune(model, _structured(0.5))
+    data = cloud(32, 0)
+    assert f"-> {out.irreps_out})" in repr(out.backbone.layers[-1].gate)
+    with torch.no_grad():
+        y = out(data)
+        assert torch.equal(copy.deepcopy(out)(data), y)
+        buf = io.BytesIO()
+        torch.save(out, buf)  # the whole module pickles
+        buf.seek(0)
+        assert torch.equal(torch.load(buf, weights_only=False)(data), y)
+        # the state_dict loads into another pruned model of the same shapes
+        noisy = copy.deepcopy(model)
+        for p in noisy.parameters():
+            p.add_(torch.randn_like(p))
+        other = prune(noisy, _structured(0.5))
+        assert not torch.allclose(other(data), y)
+        other.load_state_dict(out.state_dict())
+        assert torch.equal(other(data), y)
+    out.train()
+    data = batch(out, n=32)
+    out.loss(out(data), data).backward()
+    assert all(p.grad is not None for p in out.parameters())
+
+
+def test_multiplicity_pruning_amount_edges():
+    model = build("equivariant_cls", width=8, lmax=2).double().eval()
+    data = _clouds()
+    # too small to drop a copy (round(8 * 0.99) = 8): the model is unchanged
+    same = prune(model, _structured(0.01), data)
+    assert same.irreps_out == model.irreps_out
+    assert_unchanged(same, snapshot(model))
+    # close to 1: one copy of every irrep is left
+    one = prune(model, _structured(0.99), data)
+    assert [mul for mul, _ in one.irreps_out] == [1] * len(model.irreps_out)
+    with torch.no_grad():
+        torch.testing.assert_close(one(data), _zeroed(model, 0.99)[0](data), rtol=0, atol=1e-10)
+    assert_equivariant(one.features, data, irreps_out=one.irreps_out)
 
 
 def test_structured_unknown_model_and_bad_config():

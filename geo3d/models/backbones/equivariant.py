@@ -145,7 +145,7 @@ class EquivariantConv(nn.Module):
         self.lin_out = o3.Linear(irreps_mid, self.gate.irreps_in)
         self.self_connection = o3.Linear(self.irreps_in, self.gate.irreps_in)
         self.residual = self.irreps_in == self.irreps_out
-        self.register_load_state_dict_post_hook(lambda module, _keys: module._exact_wigner_3j())
+        self.register_load_state_dict_post_hook(_exact_wigner_3j_hook)
 
     def _apply(self, fn, recurse=True):
         # e3nn stores its Wigner 3j constants as buffers made in the default dtype: after
@@ -238,6 +238,10 @@ class EquivariantBackbone(nn.Module):
             layers.append(layer)
             irreps = layer.irreps_out
         self.layers = nn.ModuleList(layers)
+        self._set_irreps_out(irreps)
+
+    def _set_irreps_out(self, irreps: o3.Irreps, device: Optional[torch.device] = None) -> None:
+        """Set ``irreps_out`` and what is read from it: ``scalar_index``, ``num_scalars``."""
         self.irreps_out: o3.Irreps = irreps
         scalar_cols = [
             i
@@ -245,7 +249,8 @@ class EquivariantBackbone(nn.Module):
             if ir == _SCALAR
             for i in range(sl.start, sl.stop)
         ]
-        self.register_buffer("scalar_index", torch.tensor(scalar_cols, dtype=torch.long))
+        index = torch.tensor(scalar_cols, dtype=torch.long, device=device)
+        self.register_buffer("scalar_index", index)
         self.num_scalars = len(scalar_cols)
 
     def forward(self, data: Data) -> torch.Tensor:
@@ -430,6 +435,12 @@ def equivariant_seg(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _exact_wigner_3j_hook(module: EquivariantConv, _keys: object) -> None:
+    """Load-state-dict post hook of :class:`EquivariantConv` (a module-level function, not a
+    lambda, so that the models pickle: ``torch.save(model)``, ``copy.deepcopy``)."""
+    module._exact_wigner_3j()
 
 
 def _int(value: object, name: str, minimum: int) -> int:
