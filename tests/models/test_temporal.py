@@ -14,9 +14,9 @@ from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _neighbour_table,
-                                   _neighbour_table_numpy, _neighbour_table_torch,
-                                   _searchsorted, _union, voxelize)
+from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _match_numpy, _match_torch,
+                                   _neighbour_table, _neighbour_table_numpy,
+                                   _neighbour_table_torch, _searchsorted, _union, voxelize)
 
 VOXEL = 0.25
 
@@ -225,6 +225,69 @@ def test_neighbour_table_numpy_chunks_and_threads_match_torch():
             assert torch.equal(_neighbour_table(vox.keys, base), want)
     finally:
         torch.set_num_threads(threads)
+
+
+def _brute_force_match(cur, cached, volatile, thr):
+    """The matching of ``FeatureReuse._plan`` by its definition, voxel pair by pair."""
+    cell = lambda v: np.floor(v.centroid.numpy() / VOXEL).astype(int)  # noqa: E731
+    ci, cj = cell(cur), cell(cached)
+    ref, cen = cached.centroid.numpy(), cur.centroid.numpy()
+    m, mp = len(cen), len(ref)
+    window = np.abs(ci[:, None] - cj[None]).max(2) <= 1  # [m, mp]
+    own = (ci[:, None] == cj[None]).all(2)
+    if thr == 0:
+        dist = np.where(own & (cen[:, None] == ref[None]).all(2), 0.0, np.inf)
+    else:
+        dist = np.linalg.norm(cen[:, None] - ref[None], axis=2)
+    dist = np.where(window, dist, np.inf)
+    kept = (dist <= thr).any(0)
+    lend = np.where(volatile[None], np.inf, dist)
+    best = lend.min(1)
+    match = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        mine = np.flatnonzero(own[i] & (lend[i] <= thr))
+        match[i] = mine[0] if mine.size else np.flatnonzero(lend[i] == best[i])[0]
+    near_gone = (window & ~kept[None]).any(1)
+    return match, best, near_gone
+
+
+@pytest.mark.parametrize("thr", [0.0, 0.2, 0.45])
+@pytest.mark.parametrize("with_volatile", [False, True])
+def test_matching_numpy_equals_torch_and_definition(thr, with_volatile):
+    """The chunked, threaded numpy matching equals the torch ops and a pair-by-pair
+    definition: own cell first, else nearest lendable; kept; gone voxels' neighbours."""
+    g = torch.Generator().manual_seed(3)
+    box = torch.tensor([3.0, 3.0, 1.0])
+    rand = lambda n: torch.rand(n, 3, generator=g, dtype=torch.float64) * box  # noqa: E731
+    base = rand(300)
+    moved = base + torch.randn(300, 3, generator=g, dtype=torch.float64) * 0.1
+    pts = torch.cat([base, rand(60) + torch.tensor([3.5, 0.0, 0.0])])  # a new region: fresh
+    cached_pts = torch.cat([base[:150], moved[150:], rand(40) * torch.tensor([1.0, 1.0, 0.2])
+                            + torch.tensor([0.0, 0.0, 1.0])])  # gone voxels just above
+    zeros = lambda n: torch.zeros(n, dtype=torch.long)  # noqa: E731
+    cur = voxelize(pts, None, zeros(len(pts)), VOXEL)
+    cached = voxelize(cached_pts, None, zeros(len(cached_pts)), VOXEL)
+    volatile = (torch.rand(len(cached.keys), generator=g) < 0.2) if with_volatile else None
+    union, row, ref_row = _union(cur.keys, cached.keys)
+    args = (cur.keys, union, row, ref_row, cur.centroid, cached.centroid, volatile, thr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = _match_numpy(*args, chunk=7)
+    finally:
+        torch.set_num_threads(threads)
+    want = _match_torch(*args)
+    for name, a, b in zip(("match", "table", "near_gone"), got[::2] + got[3:], want[::2] + want[3:]):
+        assert torch.equal(a, b), name
+    torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=0)  # norm's rounding may differ
+    vol = np.zeros(len(cached.keys), bool) if volatile is None else volatile.numpy()
+    match, best, near_gone = _brute_force_match(cur, cached, vol, thr)
+    clean = best <= thr
+    assert 0 < clean.sum() < len(clean) and near_gone.any()  # every branch is exercised
+    np.testing.assert_allclose(got[1].numpy(), best, rtol=1e-12)
+    assert np.array_equal(got[0].numpy()[clean], match[clean])
+    assert np.array_equal(got[3].numpy(), near_gone)
+    assert torch.equal(got[2], _neighbour_table(cur.keys, cur.keys))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
