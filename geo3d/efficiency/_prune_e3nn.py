@@ -1,4 +1,4 @@
-"""Structured pruning of the e3nn equivariant models: whole irreps copies, rebuilt smaller.
+"""Structured pruning of the e3nn equivariant models: irreps copies and radial units.
 
 Our own code: no pruning library handles e3nn irreps (they see an ``o3.Linear`` or a tensor
 product's weights as flat vectors, not as paths between copies of irreps). A hidden channel
@@ -22,6 +22,18 @@ Ranking: a copy's score is the squared norm of the ``lin_out`` and ``self_connec
 weights producing it (each of its ``2l + 1`` gate inputs, and its gate), summed over the
 layers; the lowest-scoring ``mul - max(1, round(mul * (1 - amount)))`` copies of every
 hidden irrep are removed.
+
+The radial MLPs (e3nn ``FullyConnectedNet``, most of the model's dense MACs: they run per
+edge) also lose ``amount`` of the units of each hidden layer: ``max(1, round(h * (1 -
+amount)))`` are kept, those with the largest product ``||w_in|| * ||w_out||`` of the norms
+of their incoming and outgoing raw weights (outgoing: to the next layer's units, or to the
+tensor-product weights that are kept), per layer, on the weights before any unit is
+removed. The kept weights are rescaled by ``s_old / s_new`` of e3nn's ``1 / sqrt(fan_in)``
+normalisation (:func:`~geo3d.efficiency._e3nn_fc.weight_scale`), so every kept unit
+computes what it did. The MLP reads invariant edge lengths only, so equivariance stays
+exact. Like the copy removal, this changes the function: the result equals the original
+with the removed copies and the removed units' outgoing weights zeroed; fine-tune it, as
+after channel pruning of DGCNN.
 """
 
 from __future__ import annotations
@@ -32,23 +44,27 @@ import torch
 from e3nn import o3
 from torch import Tensor, nn
 
+from geo3d.efficiency._e3nn_fc import weight_scale
+
 __all__ = ["prune_irreps_copies"]
 
 
 @torch.no_grad()
 def prune_irreps_copies(model: nn.Module, amount: float) -> None:
-    """Remove ``amount`` of the copies of every hidden irrep of an e3nn equivariant
-    ``model`` (a backbone ``EquivariantBackbone`` and an ``nn.Sequential`` head), in place."""
+    """Remove ``amount`` of the copies of every hidden irrep, and of the radial MLPs' hidden
+    units, of an e3nn equivariant ``model`` (a backbone ``EquivariantBackbone`` and an
+    ``nn.Sequential`` head), in place."""
     backbone = model.backbone
     irreps = backbone.irreps_out  # every layer's output (residual chain: the same channels)
     kept = _kept_copies(list(backbone.layers), irreps, amount)
-    if all(len(k) == mul for k, (mul, _) in zip(kept, irreps)):
+    if all(len(k) == mul for k, (mul, _) in zip(kept, irreps)) and all(
+            _keep(h, amount) == h for layer in backbone.layers for h in layer.radial.hs[1:-1]):
         return
     hidden = _columns(irreps, kept)
     cols_in = torch.ones(backbone.layers[0].irreps_in.dim, dtype=torch.bool)
     layers = []
     for layer in backbone.layers:
-        layers.append(_rebuilt_layer(layer, cols_in, hidden))
+        layers.append(_rebuilt_layer(layer, cols_in, hidden, amount))
         cols_in = hidden
     scalars = backbone.scalar_index.cpu()
     backbone.layers = nn.ModuleList(layers)
@@ -59,6 +75,11 @@ def prune_irreps_copies(model: nn.Module, amount: float) -> None:
     head.in_features = int(cols.sum())
 
 
+def _keep(n: int, amount: float) -> int:
+    """How many of ``n`` channels (copies, units) to keep."""
+    return max(1, int(round(n * (1 - amount))))
+
+
 def _kept_copies(layers: List[nn.Module], irreps: o3.Irreps, amount: float) -> List[Tensor]:
     """The copies of every slot of ``irreps`` to keep (sorted), by the module's ranking."""
     scores = [torch.zeros(mul, dtype=torch.float64) for mul, _ in irreps]
@@ -67,7 +88,7 @@ def _kept_copies(layers: List[nn.Module], irreps: o3.Irreps, amount: float) -> L
             total += s
     kept = []
     for (mul, _), s in zip(irreps, scores):
-        k = max(1, int(round(mul * (1 - amount))))
+        k = _keep(mul, amount)
         keep = torch.ones(mul, dtype=torch.bool)
         keep[torch.topk(s, mul - k, largest=False).indices] = False
         kept.append(keep.nonzero().flatten())
@@ -157,15 +178,17 @@ def _tp_output_columns(tp: nn.Module, cols_in: Tensor) -> Tensor:
     return _columns(tp.irreps_out, kept)
 
 
-def _rebuilt_layer(layer: nn.Module, cols_in: Tensor, cols_out: Tensor) -> nn.Module:
-    """An ``EquivariantConv`` of the reduced irreps holding ``layer``'s kept weights."""
+def _rebuilt_layer(layer: nn.Module, cols_in: Tensor, cols_out: Tensor,
+                   amount: float) -> nn.Module:
+    """An ``EquivariantConv`` of the reduced irreps and radial width holding ``layer``'s
+    kept weights."""
     from geo3d.models.backbones.equivariant import EquivariantConv
 
     radial = layer.radial
     with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten
         new = EquivariantConv(_reduced(layer.irreps_in, cols_in),
                               _reduced(layer.irreps_out, cols_out), layer.tp.irreps_in2,
-                              radial.hs[0], radial.hs[1], 1.0)
+                              radial.hs[0], _keep(radial.hs[1], amount), 1.0)
     new.norm = layer.norm
     ref = next(layer.parameters())
     new.to(device=ref.device, dtype=ref.dtype)
@@ -177,13 +200,28 @@ def _rebuilt_layer(layer: nn.Module, cols_in: Tensor, cols_out: Tensor) -> nn.Mo
     _copy_linear(layer.lin_in, new.lin_in, cols_in, cols_in)
     _copy_linear(layer.lin_out, new.lin_out, cols_mid, cols_gate)
     _copy_linear(layer.self_connection, new.self_connection, cols_in, cols_gate)
-    src, scale = _tp_weight_map(layer.tp, new.tp, cols_in)
-    for old_fc, new_fc in zip(list(radial)[:-1], list(new.radial)[:-1]):
-        new_fc.weight.copy_(old_fc.weight)
-    last = new.radial[-1].weight
-    last.copy_(radial[-1].weight[:, src.to(last.device)] * scale.to(last))
+    assert new.radial.hs[1:-1] == [_keep(h, amount) for h in radial.hs[1:-1]]
+    _copy_radial(radial, new.radial, *_tp_weight_map(layer.tp, new.tp, cols_in))
     new.train(layer.training)
     return new
+
+
+def _copy_radial(old: nn.Module, new: nn.Module, src: Tensor, scale: Tensor) -> None:
+    """Copy the kept units of the radial MLP ``old`` into its smaller rebuild ``new``: in
+    every hidden layer the ``new`` width of highest ``||w_in|| * ||w_out||``, and the
+    tensor-product weights ``src`` times their path ratios ``scale``."""
+    dev = old[0].weight.device
+    src = src.to(dev)
+    ws = [lay.weight.detach() for lay in old]  # [h_in, h_out]
+    ws[-1] = ws[-1][:, src]
+    kept = [torch.arange(old.hs[0], device=dev)]
+    for w_in, w_out, h in zip(ws, ws[1:], new.hs[1:-1]):
+        score = w_in.norm(dim=0) * w_out.norm(dim=1)
+        kept.append(torch.sort(torch.topk(score, h).indices).values)
+    kept.append(torch.arange(len(src), device=dev))
+    for i, (lay, lay_new) in enumerate(zip(old, new)):
+        w = ws[i][kept[i]][:, kept[i + 1]] * (weight_scale(lay) / weight_scale(lay_new))
+        lay_new.weight.copy_(w * scale.to(w) if i == len(ws) - 1 else w)
 
 
 def _copy_linear(old: nn.Module, new: nn.Module, cols_in: Tensor, cols_out: Tensor) -> None:

@@ -29,9 +29,13 @@
   For the e3nn model it removes whole irreps multiplicities: a hidden channel ``u`` of an
   irrep ``(l, p)`` is removed from every layer (all ``2l + 1`` components, the weights that
   produce it and its gate, its tensor-product paths and radial weights, and its consumers),
-  so equivariance holds exactly; every layer is rebuilt with the smaller irreps and the
-  kept weights (:mod:`geo3d.efficiency._prune_e3nn`): a smaller model that computes what
-  the original computes with those channels zeroed. For GEM-CNN it removes whole regular
+  so equivariance holds exactly; it also removes ``amount`` of the hidden units of every
+  radial MLP (invariant edge lengths in: equivariance still exact), ranked by the product
+  of the norms of their incoming and outgoing weights; every layer is rebuilt with the
+  smaller irreps and radial widths and the kept weights
+  (:mod:`geo3d.efficiency._prune_e3nn`): a smaller model that computes what the original
+  computes with those channels and the removed units' outgoing weights zeroed (a changed
+  function, as after channel pruning of DGCNN: fine-tune the result). For GEM-CNN it removes whole regular
   fields (rho-fields) inside the residual blocks and rebuilds them smaller
   (:mod:`geo3d.efficiency._prune_gem`): gauge equivariance holds exactly.
 

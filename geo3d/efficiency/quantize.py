@@ -7,7 +7,11 @@
   without freezing there is no speed-up). A whole geo3d model cannot be exported (its
   graph comes from data-dependent neighbour searches), so the unit is the *MLP block*:
   every ``nn.Sequential`` made only of ``Linear``/``BatchNorm1d``/activations/``Dropout``
-  (EdgeConv and PointNet message MLPs, embeddings, propagation MLPs, heads). Each block
+  (EdgeConv and PointNet message MLPs, embeddings, propagation MLPs, heads), and every e3nn
+  ``FullyConnectedNet`` (the equivariant model's per-edge radial MLPs), first replaced by
+  the equivalent ``nn.Sequential`` of ``Linear``/activation (e3nn's ``1 / sqrt(fan_in)``
+  and activation constants folded into the weights: :mod:`geo3d.efficiency._e3nn_fc`;
+  they read invariant edge lengths, so equivariance is not at stake). Each block
   has its BatchNorms folded into the linear layers (``torch.nn.utils.fusion``), is
   exported with a dynamic row count, calibrated on the inputs it sees while the float
   model runs on ``calibration``, converted and compiled. Everything else stays float and
@@ -152,7 +156,8 @@ class QuantReport:
         method: the config's method.
         bits: weight/activation bits.
         quantized: names of the quantized modules (blocks, or Linears for LSQ+).
-        float_modules: names of the modules with parameters that stay float.
+        float_modules: names of the modules with parameters that stay float, and of the
+            e3nn tensor products and gates (no parameters of their own) that do.
         float_ops: ``"block: op"`` for every op of a converted block that runs in float
             (neither reading a dequantized int8 tensor nor an activation fused into the
             int8 linear before it), e.g. a BatchNorm that opens a block.
@@ -356,6 +361,7 @@ def _ptq_int8(model: nn.Module, config: QuantConfig, calib: List[Any]) -> nn.Mod
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
     out = copy.deepcopy(model).eval()
+    _e3nn_mlps_as_blocks(out)
     blocks = mlp_blocks(out)
     if not blocks:
         raise InvalidInputError(
@@ -398,6 +404,19 @@ def _ptq_int8(model: nn.Module, config: QuantConfig, calib: List[Any]) -> nn.Mod
     return out
 
 
+def _e3nn_mlps_as_blocks(model: nn.Module) -> None:
+    """Replace every e3nn ``FullyConnectedNet`` of ``model`` that has an equivalent
+    ``nn.Sequential`` (:func:`~geo3d.efficiency._e3nn_fc.as_sequential`) by it, in place."""
+    from e3nn.nn import FullyConnectedNet
+
+    from geo3d.efficiency._e3nn_fc import as_sequential
+
+    for name, m in list(model.named_modules()):
+        seq = as_sequential(m) if isinstance(m, FullyConnectedNet) else None
+        if seq is not None:
+            _set_child(model, name, seq)
+
+
 def _set_child(root: nn.Module, dotted: str, new: nn.Module) -> None:
     parent_name, _, child = dotted.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
@@ -405,11 +424,21 @@ def _set_child(root: nn.Module, dotted: str, new: nn.Module) -> None:
 
 
 def _float_modules(model: nn.Module, quantized: List[str]) -> List[str]:
+    """Modules outside ``quantized`` with parameters, or e3nn tensor products and gates
+    (their weights come from elsewhere; not those inside a listed gate)."""
+    from e3nn import nn as enn
+    from e3nn import o3
+
     prefixes = tuple(q + "." for q in quantized)
-    return [name for name, m in model.named_modules()
-            if name and name not in quantized and not name.startswith(prefixes)
-            and any(True for _ in m.parameters(recurse=False))
-            and not isinstance(m, (LSQQuantizer,))]
+    out: List[str] = []
+    for name, m in model.named_modules():
+        if not name or name in quantized or name.startswith(prefixes) or isinstance(m, LSQQuantizer):
+            continue
+        e3nn_op = isinstance(m, (o3.TensorProduct, enn.Gate)) \
+            and not name.startswith(tuple(n + "." for n in out))
+        if e3nn_op or any(True for _ in m.parameters(recurse=False)):
+            out.append(name)
+    return out
 
 
 # --------------------------------------------------------------------------- LSQ+

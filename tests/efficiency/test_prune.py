@@ -187,8 +187,9 @@ def test_structured_dgcnn_is_fewer_macs_and_trains():
 # --------------------------------------------------------------------------- e3nn irreps
 # The reference: structured pruning of the e3nn models as it was before it rebuilt layers
 # smaller. It ranks the copies of every hidden irrep the same way and zeroes the dropped
-# ones (every weight producing or reading them, the head's columns), shapes unchanged; the
-# rebuilt model must compute exactly the same.
+# ones (every weight producing or reading them, the head's columns), and the outgoing
+# weights of the radial MLPs' dropped hidden units, shapes unchanged; the rebuilt model
+# must compute exactly the same.
 
 
 def _slot_of(irreps, col: int) -> Tuple[int, int]:
@@ -286,10 +287,33 @@ def _zero_multiplicities(model: nn.Module, amount: float) -> set:
     return drop_cols
 
 
+def _zero_radial_units(model: nn.Module, amount: float, drop_cols: set) -> None:
+    """Zero the outgoing weights of ``amount`` of the hidden units of every radial MLP, in
+    place: per hidden layer those of lowest ``||w_in|| * ||w_out||`` (raw e3nn weights
+    before any zeroing; outgoing to the tensor-product weights of the kept copies only)."""
+    for i, layer in enumerate(model.backbone.layers):
+        tp = layer.tp
+        alive = torch.ones(tp.weight_numel, dtype=torch.bool)
+        dead = {_slot_of(tp.irreps_in1, c) for c in drop_cols} if i > 0 else set()
+        for _, ins, w in tp.weight_views(torch.arange(tp.weight_numel)[None], yield_instruction=True):
+            for slot, u in dead:
+                if ins.i_in1 == slot:  # "uvu": weights [mul1, mul2] of input-1 copy u
+                    alive[w[0][u]] = False
+        ws = [lay.weight.detach().clone() for lay in layer.radial]  # [h_in, h_out]
+        ws[-1] = ws[-1][:, alive]
+        for j, (w_in, w_out) in enumerate(zip(ws, ws[1:])):
+            h = w_in.shape[1]
+            score = w_in.norm(dim=0) * w_out.norm(dim=1)
+            drop = torch.topk(score, h - max(1, round(h * (1 - amount))), largest=False).indices
+            with torch.no_grad():
+                layer.radial[j + 1].weight[drop] = 0
+
+
 def _zeroed(model: nn.Module, amount: float) -> Tuple[nn.Module, Tensor]:
     """The zeroed reference and the mask of its feature columns that were kept."""
     ref = copy.deepcopy(model)
     dropped = _zero_multiplicities(ref, amount)
+    _zero_radial_units(ref, amount, dropped)
     kept = torch.ones(model.irreps_out.dim, dtype=torch.bool)
     kept[sorted(dropped)] = False
     return ref, kept
@@ -301,6 +325,14 @@ def _clouds(dtype=torch.float64, n: int = 24) -> Batch:
 
 def _expected_muls(model: nn.Module, amount: float) -> list:
     return [max(1, round(mul * (1 - amount))) for mul, _ in model.irreps_out]
+
+
+def _assert_radial_widths(model: nn.Module, out: nn.Module, amount: float) -> None:
+    """Every hidden layer of every radial MLP kept ``max(1, round(h * (1 - amount)))``."""
+    for old, new in zip(model.backbone.layers, out.backbone.layers):
+        hidden = [max(1, round(h * (1 - amount))) for h in old.radial.hs[1:-1]]
+        assert new.radial.hs == [old.radial.hs[0], *hidden, new.tp.weight_numel]
+        assert hidden < old.radial.hs[1:-1]
 
 
 def _structured(amount: float) -> PruneConfig:
@@ -322,7 +354,7 @@ def test_multiplicity_pruning_rebuilds_smaller_and_equals_zeroing(name, lmax, am
     assert muls != [mul for mul, _ in model.irreps_out]
     for i, layer in enumerate(out.backbone.layers):
         assert layer.irreps_out == out.irreps_out and layer.residual == (i > 0)
-        assert layer.radial.hs[-1] == layer.tp.weight_numel
+    _assert_radial_widths(model, out, amount)
     # the first layer reads the input scalars (kept): its tensor product keeps its size
     for old, new in zip(model.backbone.layers[1:], out.backbone.layers[1:]):
         assert new.tp.weight_numel < old.tp.weight_numel
@@ -337,13 +369,25 @@ def test_multiplicity_pruning_rebuilds_smaller_and_equals_zeroing(name, lmax, am
     assert int(kept.sum()) == out.irreps_out.dim
     torch.testing.assert_close(feats, ref_feats[:, kept], rtol=0, atol=1e-10)
     assert ref_feats[:, ~kept].eq(0).all()
-    # fewer parameters and MACs (tensor products included)
+    # fewer parameters and MACs (tensor products included); the linear MACs lose at least
+    # the radial MLPs' (edges x sum of h_in * h_out), the o3.Linear ones shrink too
+    edges = []
+    hook = model.backbone.layers[0].radial.register_forward_pre_hook(
+        lambda m, args: edges.append(args[0].shape[0]))
     dense = profile(model, data, repeats=0, memory=False)
+    hook.remove()
     small = profile(out, data, repeats=0, memory=False)
     assert small.params < dense.params and small.macs < dense.macs
     assert small.params == sum(p.numel() for p in out.parameters())
     for kind in ("linear", "tensor_product"):
         assert small.macs_breakdown[kind] < dense.macs_breakdown[kind]
+
+    def radial_macs(m: nn.Module) -> int:
+        return edges[0] * sum(a * b for lay in m.backbone.layers
+                              for a, b in zip(lay.radial.hs, lay.radial.hs[1:]))
+
+    saved = radial_macs(model) - radial_macs(out)
+    assert dense.macs_breakdown["linear"] - small.macs_breakdown["linear"] >= saved > 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -353,6 +397,7 @@ def test_multiplicity_pruning_is_exactly_equivariant(dtype):
     out = prune(model, _structured(0.5))
     assert_unchanged(model, before)
     assert [mul for mul, _ in out.irreps_out] == _expected_muls(model, 0.5)
+    _assert_radial_widths(model, out, 0.5)
     data = cloud(48, 0, dtype)
     assert_equivariant(out.features, data, irreps_out=out.irreps_out)
     assert_equivariant(out, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from e3nn.nn import FullyConnectedNet
 from torch import nn
 
 from geo3d.efficiency import QuantConfig, quantize
@@ -22,7 +23,10 @@ def test_ptq_int8_close_to_float_and_reports(name):
     q = quantize(model, QuantConfig(compile=False), data)
     assert_unchanged(model, before)
     report = q.quant_report
-    assert report.quantized == [n for n, _ in mlp_blocks(model)]
+    # the e3nn radial MLPs are quantized as blocks too (the input keeps its e3nn nets)
+    radials = [n for n, m in model.named_modules() if isinstance(m, FullyConnectedNet)]
+    assert len(radials) == (2 if name.startswith("equivariant") else 0)
+    assert report.quantized == radials + [n for n, _ in mlp_blocks(model)]
     assert all(isinstance(q.get_submodule(n), QuantizedBlock) for n in report.quantized)
     assert not any(isinstance(m, QuantizedBlock) for m in model.modules())
     with torch.no_grad():
@@ -34,9 +38,34 @@ def test_ptq_int8_close_to_float_and_reports(name):
     assert any(t.dtype == torch.int8 for g in graphs for t in vars(g).values() if isinstance(t, torch.Tensor)) \
         or any(b.dtype == torch.int8 for g in graphs for b in g.buffers())
     if name.startswith("equivariant"):
-        assert any("lin_out" in m for m in report.float_modules)
+        assert not any(".radial" in m for m in report.float_modules)
+        for i in range(2):
+            assert {f"backbone.layers.{i}.{m}" for m in ("lin_in", "tp", "lin_out", "gate")} \
+                <= set(report.float_modules)
     else:
         assert any(m.endswith(".first") for m in report.float_modules)  # split first layers
+
+
+def test_e3nn_fully_connected_net_as_sequential_is_exact():
+    """The ``nn.Sequential`` ptq_int8 quantizes computes what the e3nn net does (float64)."""
+    from geo3d.efficiency._e3nn_fc import as_sequential
+
+    model = build("equivariant_seg", radial_hidden=16).double()
+    torch.manual_seed(0)
+    nets = [layer.radial for layer in model.backbone.layers] + [
+        FullyConnectedNet([4, 8, 6, 5], torch.tanh, variance_in=2, variance_out=3).double(),
+        FullyConnectedNet([4, 8, 5], torch.relu).double(), FullyConnectedNet([4, 5]).double()]
+    x = torch.randn(50, 4, dtype=torch.float64) * 2
+    for net in nets:
+        seq = as_sequential(net)
+        assert [type(m) for m in seq][::2] == [nn.Linear] * (len(net.hs) - 1)
+        assert all(m.bias is None and m.weight.dtype == torch.float64 for m in seq[::2])
+        with torch.no_grad():
+            torch.testing.assert_close(seq(x), net(x), rtol=0, atol=1e-10)
+    assert [type(m) for m in as_sequential(nets[0])][1::2] == [nn.SiLU, nn.SiLU]
+    # an activation nn cannot name, or one after the last layer (its constant): not converted
+    assert as_sequential(FullyConnectedNet([4, 8, 5], torch.abs)) is None
+    assert as_sequential(FullyConnectedNet([4, 8, 5], torch.tanh, out_act=True)) is None
 
 
 def test_quantized_block_handles_one_row_and_size():
