@@ -13,6 +13,7 @@ from geo3d.models import gem  # registers gem_seg, gem_corr
 from geo3d.models import hand_pose  # registers hand_pose, hand_pose_small
 from geo3d.models import detection  # registers pointnet2_det, dgcnn_det
 from geo3d.models import temporal  # registers local_seg; FeatureReuse
+from geo3d.models import voxel_unet  # registers voxel_unet_seg
 
 __all__ = [
     "create",

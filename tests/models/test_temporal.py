@@ -14,9 +14,9 @@ from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.temporal import (FeatureReuse, SubmanifoldConv, _match_numpy, _match_torch,
-                                   _neighbour_table, _neighbour_table_numpy,
-                                   _neighbour_table_torch, _searchsorted, _union, voxelize)
+from geo3d.models.temporal import FeatureReuse, _match_numpy, _match_torch, _union
+from geo3d.models.voxels import (SubmanifoldConv, _neighbour_table, _neighbour_table_numpy,
+                                 _neighbour_table_torch, _searchsorted, voxelize)
 
 VOXEL = 0.25
 

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from geo3d.errors import InvalidInputError
 
-__all__ = ["cross_entropy", "lovasz_softmax", "check_class_weights", "check_loss_weight",
-           "frequency_class_weights"]
+__all__ = ["cross_entropy", "lovasz_softmax", "segmentation_loss", "check_class_weights",
+           "check_loss_weight", "frequency_class_weights"]
 
 
 def check_labels(logits: Tensor, y: object) -> Tensor:
@@ -93,6 +93,17 @@ def lovasz_softmax(logits: Tensor, y: object) -> Tensor:
     jaccard = 1.0 - intersection / union  # loss of the first i errors, i = 1..R
     grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]], dim=0)
     return (errors * grad).sum(dim=0).mean()
+
+
+def segmentation_loss(logits: Tensor, data: object, class_weights: Optional[Tensor] = None,
+                      lovasz_weight: float = 0.0) -> Tensor:
+    """Cross-entropy (weighted by ``class_weights``) against ``data.y`` ([N] long, -1
+    ignored), plus ``lovasz_weight`` times the Lovász-softmax loss."""
+    y = getattr(data, "y", None)
+    loss = cross_entropy(logits, y, class_weights)
+    if lovasz_weight:
+        loss = loss + lovasz_weight * lovasz_softmax(logits, y)
+    return loss
 
 
 def check_class_weights(value: object, num_classes: int) -> Optional[Tensor]:

@@ -12,8 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from geo3d.models._layers import global_pool, mlp
-from geo3d.models.heads.losses import (check_class_weights, check_loss_weight, cross_entropy,
-                                       lovasz_softmax)
+from geo3d.models.heads.losses import check_class_weights, check_loss_weight, segmentation_loss
 
 __all__ = ["SegmentationHead"]
 
@@ -72,8 +71,4 @@ class SegmentationHead(nn.Module):
     def loss(self, logits: Tensor, data: object) -> Tensor:
         """Cross-entropy (weighted by ``class_weights``) against ``data.y`` ([N] long, -1
         ignored), plus ``lovasz_weight`` times the Lovász-softmax loss."""
-        y = getattr(data, "y", None)
-        loss = cross_entropy(logits, y, self.class_weights)
-        if self.lovasz_weight:
-            loss = loss + self.lovasz_weight * lovasz_softmax(logits, y)
-        return loss
+        return segmentation_loss(logits, data, self.class_weights, self.lovasz_weight)
