@@ -126,7 +126,8 @@ def test_segmentation_smoke(tmp_path):
     assert {"machine", "settings", "tasks", "target", "pyg_dynamic_edgeconv"} <= set(result)
     assert set(result["tasks"]) == {"lidar", "parts"}
     for task in result["tasks"].values():
-        assert [r["model"] for r in task["rows"]] == ["dgcnn_seg", "pointnet2_seg", "equivariant_seg"]
+        assert [r["model"] for r in task["rows"]] == ["dgcnn_seg", "pointnet2_seg", "equivariant_seg",
+                                                       "voxel_unet_seg"]
         for r in task["rows"]:
             test = r["test"]["test"]
             assert {"mIoU", "OA", "iou"} <= set(test)
