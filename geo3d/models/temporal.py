@@ -566,7 +566,8 @@ def _match_numpy(keys: Tensor, union: Tensor, row: Tensor, ref_row: Tensor, cent
             nearest = np.where(d27 == b, near.reshape(27, n), mp).min(0)
             own_ok = d27[_CENTRE] <= thr
             best[a:z] = b
-            match[a:z] = np.minimum(np.where(own_ok, near[_CENTRE * n:(_CENTRE + 1) * n], nearest), mp - 1)
+            own = near[_CENTRE * n:(_CENTRE + 1) * n]
+            match[a:z] = np.minimum(np.where(own_ok, own, nearest), mp - 1)
 
     for_row_ranges(part, m, chunk)
     near_gone = np.zeros(m, dtype=bool)

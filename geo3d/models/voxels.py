@@ -88,7 +88,8 @@ def voxelize(pos: Tensor, x: Optional[Tensor], batch: Tensor, voxel_size: float)
     m = keys.shape[0]
     count = torch.bincount(inverse, minlength=m).to(pos.dtype).unsqueeze(1)
     values = pos if x is None else torch.cat([pos, x.to(pos.dtype)], 1)  # one pass for both means
-    mean = torch.zeros(m, values.shape[1], dtype=pos.dtype, device=pos.device).index_add_(0, inverse, values).div_(count)
+    mean = torch.zeros(m, values.shape[1], dtype=pos.dtype, device=pos.device)
+    mean.index_add_(0, inverse, values).div_(count)
     centroid = mean[:, :3].clone()
     mask = (1 << _BITS) - 1
     corner = torch.stack([(keys >> (2 * _BITS)) & mask, (keys >> _BITS) & mask, keys & mask], 1)
