@@ -73,7 +73,7 @@ from geo3d.models._layers import (check_channels, check_dropout, check_int,
 from geo3d.models.heads.losses import check_class_weights, cross_entropy
 from geo3d.models.registry import register
 from geo3d.models.voxels import (_CENTRE, _COLUMN_DELTAS, SubmanifoldConv, VoxelSet, _cells_numpy,
-                                 _gather, _linear_macs, _neighbour_table, _padded, _searchsorted,
+                                 _gather, _neighbour_table, _padded, _searchsorted,
                                  voxelize)
 
 __all__ = ["VoxelSet", "voxelize", "SubmanifoldConv", "LocalSegModel", "local_seg",
@@ -110,6 +110,11 @@ def _union(keys: Tensor, other_keys: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     row.index_copy_(0, pos, torch.arange(keys.shape[0], device=keys.device))
     other_row.index_copy_(0, other_pos, torch.arange(other_keys.shape[0], device=keys.device))
     return union, row, other_row
+
+
+def _linear_macs(module: nn.Module) -> int:
+    """Multiply-accumulates per row of the linear layers of ``module``."""
+    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
 
 
 class LocalSegModel(nn.Module):

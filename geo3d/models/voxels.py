@@ -192,7 +192,11 @@ def coarsen(keys: Tensor) -> Tuple[Tensor, Tensor]:
 
     Returns:
         ``(parent_keys [P] sorted, parent [M])``: the coarse keys and each voxel's parent.
+
+    Raises:
+        InvalidInputError: ``keys`` is not a 1-D int64 tensor.
     """
+    _check_keys(keys)
     mask = (1 << _BITS) - 1
     parts = [((keys >> (s * _BITS)) & mask) - _HALF for s in (2, 1, 0)]  # signed x, y, z cells
     x, y, z = (((c >> 1) + _HALF) for c in parts)  # >> floors negative cells too
@@ -202,8 +206,17 @@ def coarsen(keys: Tensor) -> Tuple[Tensor, Tensor]:
 
 def neighbour_table(keys: Tensor) -> Tensor:
     """``[27, M]`` row in ``keys`` of the 3x3x3 cells around each voxel (``M``: empty cell),
-    offsets in ``itertools.product((-1, 0, 1), repeat=3)`` order."""
+    offsets in ``itertools.product((-1, 0, 1), repeat=3)`` order (``keys`` sorted, from
+    :func:`voxelize` or :func:`coarsen`; InvalidInputError if not a 1-D int64 tensor)."""
+    _check_keys(keys)
     return _neighbour_table(keys, keys)
+
+
+def _check_keys(keys: object) -> None:
+    if not isinstance(keys, Tensor) or keys.dim() != 1 or keys.dtype != torch.int64:
+        got = f"{keys.dtype} tensor of shape {list(keys.shape)}" if isinstance(keys, Tensor) \
+            else type(keys).__name__
+        raise InvalidInputError(f"voxel keys must be a 1-D int64 tensor (from voxelize), got {got}")
 
 
 # --------------------------------------------------------------------------- layers
@@ -259,8 +272,3 @@ class SubmanifoldConv(nn.Module):
             out.mul_(scale).add_(bn.bias - bn.running_mean * scale).relu_()
             return out.add_(centre), macs
         return centre + F.relu(bn(out)), macs
-
-
-def _linear_macs(module: nn.Module) -> int:
-    """Multiply-accumulates per row of the linear layers of ``module``."""
-    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch, Data
 
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.voxels import coarsen, voxelize
+from geo3d.models.voxels import coarsen, neighbour_table, voxelize
 
 
 def _model(dtype=torch.float64, **kwargs):
@@ -111,3 +111,31 @@ def test_training_separates_classes_by_context():
 def test_bad_arguments_raise(bad):
     with pytest.raises(InvalidInputError):
         create("voxel_unet_seg", num_classes=3, **bad)
+
+
+_BAD_INPUTS = {
+    "missing pos": Data(x=torch.zeros(4, 1, dtype=torch.float64)),
+    "empty cloud": Data(pos=torch.zeros(0, 3, dtype=torch.float64), x=torch.zeros(0, 1, dtype=torch.float64)),
+    "NaN": Data(pos=torch.tensor([[0.0, 0.0, float("nan")]] * 4, dtype=torch.float64),
+                x=torch.zeros(4, 1, dtype=torch.float64)),
+    "Inf": Data(pos=torch.tensor([[float("inf"), 0.0, 0.0]] * 4, dtype=torch.float64),
+                x=torch.zeros(4, 1, dtype=torch.float64)),
+    "wrong shape": Data(pos=torch.zeros(4, 2, dtype=torch.float64), x=torch.zeros(4, 1, dtype=torch.float64)),
+    "wrong dtype": Data(pos=torch.zeros(4, 3, dtype=torch.float32), x=torch.zeros(4, 1, dtype=torch.float32)),
+    "wrong x width": Data(pos=torch.zeros(4, 3, dtype=torch.float64), x=torch.zeros(4, 5, dtype=torch.float64)),
+    "beyond the key range": Data(pos=torch.full((4, 3), 1e7, dtype=torch.float64),
+                                 x=torch.zeros(4, 1, dtype=torch.float64)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_INPUTS))
+def test_bad_input_raises_a_geo3d_error(case):
+    with pytest.raises(InvalidInputError):
+        _model()(_BAD_INPUTS[case])
+
+
+@pytest.mark.parametrize("keys", [torch.zeros(3), torch.zeros(2, 3, dtype=torch.long), [1, 2, 3]])
+def test_key_ops_reject_what_voxelize_does_not_make(keys):
+    for op in (coarsen, neighbour_table):
+        with pytest.raises(InvalidInputError, match="int64"):
+            op(keys)
