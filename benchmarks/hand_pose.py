@@ -73,18 +73,15 @@ def frames(split: str, size: int, width: int, height: int, seed: int, cache: Pat
     from geo3d.sim.depth_camera import DepthCamera
     from geo3d.sim.hand_render import HandSceneConfig
 
-    path = None if cache is None else cache / f"hands_{split}_{size}_{width}x{height}_s{seed}.pt"
+    # "_l": frames with ``label`` (the localiser learns the forearm from it)
+    path = None if cache is None else cache / f"hands_{split}_{size}_{width}x{height}_s{seed}_l.pt"
     if path is not None and path.exists():
         return torch.load(path, weights_only=False)
     f = width / (2 * 0.57735)  # 60 degrees horizontal field of view
     cam = DepthCamera(width=width, height=height, fx=f, fy=f, depth_noise=5e-3, dropout=0.02,
                       max_depth=3.0)
     ds = SyntheticHands(split, size, seed=seed, config=HandSceneConfig(camera=cam), with_depth=False)
-    items = []
-    for i in range(size):
-        d = ds[i]
-        del d.label  # not used here; saves memory
-        items.append(d)
+    items = [ds[i] for i in range(size)]
     if path is not None:
         from geo3d.io.atomic import atomic_write_bytes
 

@@ -68,10 +68,10 @@ RECIPES = {
         epochs=25, batch_size=4, lr=3e-3),
     "hand_pose_small": Recipe(  # hand pose from a full depth frame
         "hand_pose_small", dict(),
-        train=dict(name="synthetic-hands", split="train", size=256, width=160, height=120),
+        train=dict(name="synthetic-hands", split="train", size=2000, width=160, height=120),
         evaluation=dict(name="synthetic-hands", split="test", size=16, seed=0, width=160,
                         height=120),
-        epochs=10, batch_size=4, lr=2e-3, tolerance=1.0),  # mm of mean joint error
+        epochs=6, batch_size=8, lr=2e-3, tolerance=1.0),  # mm of mean joint error
 }
 
 

@@ -128,6 +128,47 @@ def test_principal_frame_matches_numpy():
         assert torch.det(axes[b]) > 0
 
 
+def test_principal_frame_forearm_axis():
+    g = torch.Generator().manual_seed(1)
+    # a flat hand around (0, 0, 0.5) facing the camera, long along y; the forearm towards -x
+    hand = torch.randn(300, 3, generator=g, dtype=torch.float64) * torch.tensor(
+        [0.03, 0.05, 0.004], dtype=torch.float64) + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
+    arm = torch.randn(100, 3, generator=g, dtype=torch.float64) * 0.01 + torch.tensor(
+        [-0.12, 0.0, 0.53], dtype=torch.float64)
+    pts = torch.cat([hand, arm])[None]
+    w_hand = torch.cat([torch.ones(300), torch.zeros(100)]).double()[None]
+    w_arm = 1 - w_hand
+    mean, axes = _principal_frame(pts, w_hand, w_arm)
+    # first axis: arm -> hand within the hand's plane (+x), not the largest spread (y)
+    torch.testing.assert_close(axes[0, :, 0], torch.tensor([1.0, 0, 0], dtype=torch.float64), atol=0.02, rtol=0)
+    assert axes[0, 2, 2] < -0.99 and torch.det(axes[0]) > 0  # normal towards the camera
+    torch.testing.assert_close(axes[0].T @ axes[0], torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    # too little forearm: the principal axis (y), as without w_arm
+    _, plain = _principal_frame(pts, w_hand)
+    _, fallback = _principal_frame(pts, w_hand, w_arm * 0.01)
+    torch.testing.assert_close(fallback, plain)
+    assert abs(plain[0, 1, 0]) > 0.99
+
+
+def test_forearm_labels_train_the_localiser(frames):
+    model = _model("hand_pose", width=4, depth=2).train()
+    batch = Batch.from_data_list(frames[:2])
+    assert (batch.label == 2).any()
+    out = model(batch)
+    assert out["forearm_logits"].shape == out["hand_logits"].shape
+    with_arm = model.loss_terms(out, batch)["segmentation"]
+    no_label = batch.clone()
+    del no_label.label
+    without = model.loss_terms(out, no_label)["segmentation"]
+    assert with_arm > without  # the forearm BCE is added only when data.label is given
+    model.zero_grad()
+    with_arm.backward(retain_graph=True)
+    assert model.loc_head.weight.grad[1].abs().sum() > 0
+    model.zero_grad()
+    model.loss_terms(out, no_label)["segmentation"].backward()
+    assert model.loc_head.weight.grad[1].abs().sum() == 0
+
+
 def test_bone_length_loss():
     gt = _gt_hands(4)
     assert bone_length_loss(gt, gt) < 1e-12
