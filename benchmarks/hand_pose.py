@@ -1,8 +1,8 @@
 """Do structural-consistency priors help hand-pose models, and small ones more?
 
-The ``hand_pose`` pipeline (:mod:`geo3d.models.hand_pose`: localise in the full depth
-frame, crop, PCA box, PointNet++, offset voting + regression) is trained from scratch on
-``SyntheticHands`` frames for a fixed wall-time budget per run (``--minutes``) with AdamW
+The ``hand_pose`` pipeline (:mod:`geo3d.models.hand_pose`: localise the hand and forearm
+in the full depth frame, crop, a box from the forearm to the hand, PointNet++, offset
+voting + regression) is trained from scratch on ``SyntheticHands`` frames for a fixed wall-time budget per run (``--minutes``) with AdamW
 and a cosine schedule sized to the budget (``benchmarks/_measure.fit_and_test``), at two
 sizes (``hand_pose_small``, width 8, and ``hand_pose`` with ``--large-width``, >= 10x the
 parameters), under an ablation of the structural terms of

@@ -1,5 +1,6 @@
-"""3D hand pose from a full depth frame: localise, crop, normalise (PCA box), PointNet++,
-per-point offset voting plus regression, joints back in camera coordinates.
+"""3D hand pose from a full depth frame: localise, crop, normalise (a box from the forearm
+to the hand), PointNet++, per-point offset voting plus regression, joints back in camera
+coordinates.
 
 The stages are ours, built on geo3d's PointNet++ (:mod:`geo3d.models.backbones.pointnet2`,
 PyG message passing, fpsample FPS, scipy neighbour search) and ``torch.linalg.eigh``:
