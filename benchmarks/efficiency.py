@@ -361,7 +361,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     latency_batch = 4
     tasks: dict = {}
     settings = dict(quick=q, minutes=minutes, finetune_minutes=args.finetune_minutes,
-                    steps=args.steps, ltp_finetune=args.ltp_finetune, l0_weight=args.l0_weight, seed=args.seed, repeats=repeats, models=models,
+                    steps=args.steps, ltp_finetune=args.ltp_finetune, l0_weight=args.l0_weight,
+                    seed=args.seed, repeats=repeats, models=models,
                     variants=args.variants, num_points=num_points, sizes=sizes,
                     latency_batch=latency_batch, lr=args.lr, device=device)
     result = {"machine": machine_info(), "device": device, "settings": settings, "rows": []}
