@@ -1,11 +1,11 @@
 """How well and how cheaply do geo3d's backbones segment point clouds on 2 CPU cores?
 
 Each segmentation model (``dgcnn_seg``, ``pointnet2_seg``, ``equivariant_seg``,
-``voxel_unet_seg``) is trained
-from scratch for a fixed wall-time budget (``--minutes``, default 20) with AdamW and a
-cosine schedule sized to the budget (``geo3d.tasks.train``), then evaluated on the test
-split (``geo3d.tasks.evaluate``) and measured (``benchmarks/_measure.py``: params, MACs
-with message passing, CPU latency, peak memory, size), on two tasks:
+``voxel_unet_seg``) is trained from scratch for a fixed wall-time budget (``--minutes``,
+default 20) with AdamW and a cosine schedule sized to the budget (``geo3d.tasks.train``),
+then evaluated on the test split (``geo3d.tasks.evaluate``) and measured
+(``benchmarks/_measure.py``: params, MACs with message passing, CPU latency, peak memory,
+size), on two tasks:
 
 * ``lidar``: semantic segmentation of ``SyntheticLidar`` frames (8 classes of
   ``geo3d.sim.CLASSES``). Test and validation: each frame (~110k points) is subsampled
@@ -15,8 +15,7 @@ with message passing, CPU latency, peak memory, size), on two tasks:
   mirrored at random (``--no-augment``: one fixed subset). ``x`` = [intensity, height z,
   horizontal range / 10 m]: the first layers of PointNet++ and DGCNN see relative
   positions only. The loss of ``dgcnn_seg`` / ``pointnet2_seg`` / ``voxel_unet_seg`` is
-  cross-entropy with
-  inverse-square-root class-frequency weights plus a Lovász-softmax term
+  cross-entropy with inverse-square-root class-frequency weights plus a Lovász-softmax term
   (``--lovasz-weight``, default 1): pedestrians, cyclists and poles are ~0.1-0.3% of the
   points (plain cross-entropy left them at 15-30% IoU). ``--cache-dir`` keeps the
   simulated frames between runs. DGCNN recomputes a kNN graph

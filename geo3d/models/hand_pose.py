@@ -53,6 +53,9 @@ from geo3d.models.registry import register
 __all__ = ["HandPoseLossWeights", "HandPoseNet", "hand_pose", "hand_pose_small"]
 
 NUM_JOINTS = 21
+#: ``data.label`` of forearm points: ``geo3d.sim.hand_render.HAND_LABELS.index("forearm")``
+#: (not imported: that module pulls in the ray-casting simulator)
+FOREARM_LABEL = 2
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,7 @@ class HandPoseNet(nn.Module):
                 outputs["hand_logits"], target, pos_weight=target.new_tensor(5.0))
             label = getattr(data, "label", None)
             if isinstance(label, Tensor) and label.shape == y.shape:
-                arm = (label[outputs["loc_index"]] == 2).to(target.dtype)
+                arm = (label[outputs["loc_index"]] == FOREARM_LABEL).to(target.dtype)
                 terms["segmentation"] = terms["segmentation"] + F.binary_cross_entropy_with_logits(
                     outputs["forearm_logits"], arm, pos_weight=arm.new_tensor(5.0))
         if w.bone > 0:

@@ -15,10 +15,10 @@ from geo3d.errors import InvalidInputError
 from geo3d.models import create
 from geo3d.models.hand_losses import (bone_length_loss, inside_hand_loss, joint_angle_loss,
                                       surface_violation)
-from geo3d.models.hand_pose import HandPoseLossWeights, _principal_frame
+from geo3d.models.hand_pose import FOREARM_LABEL, HandPoseLossWeights, _principal_frame
 from geo3d.sim.depth_camera import DepthCamera
 from geo3d.sim.hand import HandPose, hand_joints, sample_pose, sample_shape
-from geo3d.sim.hand_render import HandSceneConfig
+from geo3d.sim.hand_render import HAND_LABELS, HandSceneConfig
 
 CFG = HandSceneConfig(camera=DepthCamera(width=64, height=48, fx=55.4, fy=55.4, max_depth=3.0))
 TINY = dict(loc_points=64, num_points=48, max_neighbors=8)
@@ -161,6 +161,10 @@ def test_forearm_labels_train_the_localiser(frames):
     del no_label.label
     without = model.loss_terms(out, no_label)["segmentation"]
     assert with_arm > without  # the forearm BCE is added only when data.label is given
+    short = batch.clone()
+    short.label = batch.label[:-1]  # not one label per point: ignored, as if absent
+    torch.testing.assert_close(model.loss_terms(out, short)["segmentation"], without)
+    assert FOREARM_LABEL == HAND_LABELS.index("forearm")
     model.zero_grad()
     with_arm.backward(retain_graph=True)
     assert model.loc_head.weight.grad[1].abs().sum() > 0
