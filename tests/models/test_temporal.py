@@ -146,6 +146,31 @@ def test_recompute_classes_are_never_reused():
             FeatureReuse(model, recompute_classes=bad)
 
 
+def test_volatile_flags_follow_every_voxels_output():
+    """The cached "never lend" flags, judged only on recomputed voxels and carried for the
+    reused ones, equal the flags judged on every voxel's current output."""
+    model = _model()
+    world, intensity = _scene()
+    last = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # tie classes 0 and 1 at the median voxel: both are predicted
+        logits = model(FeatureReuse(model).to_world(_frame(0, world, intensity, torch.float64)[0]))
+        last.bias[0] -= (logits[:, 0] - logits[:, 1]).median()
+        last.bias[2:] -= 100.0
+    rare = [0]
+    reuse = FeatureReuse(model, threshold=0.3, recompute_classes=rare).eval()
+    for t in range(4):
+        frame, _ = _frame(t, world, intensity, torch.float64)
+        reuse(frame)
+        cache = reuse._cache
+        logits = cache["stores"][-1].index_select(0, cache["slot"])
+        want = torch.isin(logits.argmax(1), torch.tensor(rare))
+        assert torch.equal(cache["volatile"], want) and bool(want.any())
+        if t:
+            assert reuse.stats["rows"][-1] < reuse.stats["voxels"]  # some voxels carried flags
+    assert FeatureReuse(model, threshold=0.3).eval()._volatile(logits, cache["slot"],
+                                                              cache["slot"], None) is None
+
+
 def test_errors():
     model = _model()
     with pytest.raises(InvalidInputError, match="cannot be wrapped"):
