@@ -82,8 +82,8 @@ __all__ = ["VoxelSet", "voxelize", "SubmanifoldConv", "LocalSegModel", "local_se
            "FeatureReuse", "is_reusable", "DEFAULT_THRESHOLD"]
 
 #: Default change tolerance of :class:`FeatureReuse`, metres (``benchmarks/temporal.py``
-#: on SyntheticSequences, 0.2 m voxels: the smallest tested value clearing the >= 3x MACs
-#: and >= 2x wall-time targets with a margin, 4.2x and 2.2x; 0.5 m gave 2.0x; mIoU drop
+#: on SyntheticSequences, 0.2 m voxels: the smallest tested value meeting the >= 3x MACs
+#: and >= 2x wall-time targets, 4.2x and 2.08x in two runs; 0.5 m gave 1.9-2.0x; mIoU drop
 #: 0.0 points on the validation and 0.6 on 8 test-split sequences).
 DEFAULT_THRESHOLD = 0.6
 
