@@ -342,7 +342,7 @@ class FeatureReuse(nn.Module):
     recomputed (the last stage's rows, ``[R]`` indices into the frame's voxels).
 
     Args:
-        model: a model with the staged interface of :class:`LocalSegModel` (e.g.
+        backbone: a model with the staged interface of :class:`LocalSegModel` (e.g.
             ``create("local_seg", ...)``); other registered models are not locally
             stable (see the module docstring) and raise.
         threshold: change tolerance in metres (default :data:`DEFAULT_THRESHOLD`); 0
@@ -363,26 +363,31 @@ class FeatureReuse(nn.Module):
         to ``model(reuse.to_world(frame))``.
     """
 
-    def __init__(self, model: nn.Module, threshold: float = DEFAULT_THRESHOLD,
+    def __init__(self, backbone: nn.Module, threshold: float = DEFAULT_THRESHOLD,
                  feature_threshold: Optional[float] = None,
                  recompute_classes: Sequence[int] = ()) -> None:
         super().__init__()
-        if not is_reusable(model):
+        if not is_reusable(backbone):
             raise InvalidInputError(
-                f"model {type(model).__name__} cannot be wrapped: FeatureReuse needs a model of "
+                f"model {type(backbone).__name__} cannot be wrapped: FeatureReuse needs a model of "
                 f"local layers with the staged interface of LocalSegModel (create('local_seg')); "
                 f"FPS (pointnet2) and feature-space kNN (dgcnn) are global, not locally stable")
         check_positive(threshold, "threshold", allow_zero=True)
         if feature_threshold is not None:
             check_positive(feature_threshold, "feature_threshold", allow_zero=True)
-        self.model = model
+        self.model = backbone  # the wrapped network (also :attr:`backbone`)
         self.threshold = float(threshold)
         self.feature_threshold = float(threshold if feature_threshold is None else feature_threshold)
         self.recompute_classes = _class_ids(recompute_classes)
-        self.task = getattr(model, "task", "segmentation")
+        self.task = getattr(backbone, "task", "segmentation")
         self._cache: Optional[Dict[str, object]] = None
         self.stats: Dict[str, object] = {}
         self.last_rows: Optional[Tensor] = None
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The wrapped network (the same module as :attr:`model`)."""
+        return self.model
 
     def reset(self) -> None:
         """Forget the cached frame (the next call recomputes everything)."""

@@ -14,7 +14,8 @@ from torch_geometric.data import Data
 
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.temporal import FeatureReuse, _match_numpy, _match_torch, _union
+from geo3d.models.temporal import (DEFAULT_THRESHOLD, FeatureReuse, _match_numpy, _match_torch,
+                                   _union)
 from geo3d.models.voxels import (SubmanifoldConv, _neighbour_table, _neighbour_table_numpy,
                                  _neighbour_table_torch, _searchsorted, voxelize)
 
@@ -177,7 +178,9 @@ def test_errors():
         FeatureReuse(create("dgcnn_seg", num_classes=2, width=8, depth=2, emb_channels=8, k=4))
     with pytest.raises(InvalidInputError, match="threshold"):
         FeatureReuse(model, threshold=-0.1)
-    reuse = FeatureReuse(model, threshold=0.1)
+    reuse = FeatureReuse(backbone=model, threshold=0.1)  # the keyword names
+    assert reuse.backbone is model and reuse.model is model
+    assert FeatureReuse(model).threshold == DEFAULT_THRESHOLD
     world, intensity = _scene()
     frame, _ = _frame(0, world, intensity, torch.float64)
     with pytest.raises(InvalidInputError, match="eval"):
