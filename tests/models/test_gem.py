@@ -90,6 +90,11 @@ def test_gem_conv_is_gauge_equivariant_and_both_paths_agree(order_in, order_out)
     theta2, transport2 = _regauge(edge_index, theta, transport, gamma)
     out2 = conv(apply_rho(x, -gamma, order_in), edge_index, theta2, transport2)
     torch.testing.assert_close(out2, apply_rho(out, -gamma, order_out), atol=1e-12, rtol=0)
+    with torch.no_grad():  # the inference path: one GEMM per harmonic, no concatenation
+        fast = conv(x, edge_index, theta, transport)
+        fast2 = conv(apply_rho(x, -gamma, order_in), edge_index, theta2, transport2)
+    torch.testing.assert_close(fast, out.detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(fast2, apply_rho(fast, -gamma, order_out), atol=1e-12, rtol=0)
     conv.fused = False  # PyG MessagePassing path (unsorted edges too)
     torch.testing.assert_close(conv(x, edge_index, theta, transport), out, atol=1e-12, rtol=0)
 

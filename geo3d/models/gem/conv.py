@@ -25,6 +25,14 @@ one, which never builds per-edge features: the products ``cos(n g) h_k(theta) / 
 machine (one thread, a training step of the whole network on a batch of 4 meshes of
 1,090 vertices, order 1, width 16): 6.0 s with per-edge messages, 3.1 s fused; the
 per-edge products, their gathers and their gradients dominated the former.
+
+Without autograd (inference) the fused path skips two costs that dominated it: the
+sparse products run as ``addmm(..., beta=0, out=...)`` with int32 indices (``mat @
+dense`` zero-fills and copies its operands and result: 3.8 -> 0.9 ms for a [9 x 4360,
+4360] x [4360, 64] product), and the means go into one ``[F, V, D, C]`` buffer mapped by
+one GEMM per harmonic instead of being concatenated and transposed to ``[V, C*D*F]``. A
+``gem_seg`` forward (width 16, order 2, 3 levels, 4 meshes of 1,090 vertices, one thread)
+went from 560 to 350 ms. Training keeps the autograd-friendly path.
 """
 
 from __future__ import annotations
@@ -91,8 +99,11 @@ class GemConv(MessagePassing):
     def forward(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor,
                 edge_weight: Optional[Tensor] = None) -> Tensor:
         v = x.shape[0]
+        if self.fused and not torch.is_grad_enabled():
+            return self._fused_inference(x, edge_index, theta, transport, edge_weight)
         if self.fused:
-            agg = self._fused_mean(x, edge_index, theta, transport, edge_weight)
+            agg = torch.cat(self._harmonic_means(x, edge_index, theta, transport, edge_weight), -1)
+            agg = agg.permute(1, 2, 3, 0).reshape(v, -1)  # [V, C*D*F]
         else:  # PyG averages: scale each message by its weight times the degree
             scale = None
             if edge_weight is not None:
@@ -106,8 +117,32 @@ class GemConv(MessagePassing):
             out = torch.cat([out[..., :1] + self.bias[:, None], out[..., 1:]], dim=-1)
         return out
 
-    def _fused_mean(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor,
-                    edge_weight: Optional[Tensor]) -> Tensor:
+    def _fused_inference(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor,
+                         edge_weight: Optional[Tensor]) -> Tensor:
+        """The fused forward without autograd: the harmonic means are written into one
+        ``[F, V, D, C]`` buffer (channels innermost, so every write is contiguous) and
+        mapped by one GEMM per harmonic; the ``[V, C*D*F]`` concatenation and transpose of
+        the training path are never built. With autograd the in-place writes made training
+        slower, so it keeps the other path."""
+        v, c, d = x.shape
+        agg = x.new_empty(2 * self.degree + 1, v, d, c)
+        self._harmonic_means(x, edge_index, theta, transport, edge_weight, out=agg)
+        w = torch.einsum("oib,bdef->feiod", self.weight, self.basis)  # [F, D_in, C_in, C_out, D_out]
+        w = w.reshape(w.shape[0], d * c, -1)
+        ws = torch.einsum("oib,bde->ieod", self.self_weight, self.self_basis).reshape(c * d, -1)
+        out = x.reshape(v, -1) @ ws
+        for k in range(agg.shape[0]):  # addmm, not addmm_: the MAC counter knows addmm
+            out = torch.addmm(out, agg[k].view(v, d * c), w[k])
+        out = out.view(v, self.out_channels, -1)
+        if self.bias is not None:
+            out[..., 0] += self.bias
+        return out
+
+    def _harmonic_means(self, x: Tensor, edge_index: Tensor, theta: Tensor, transport: Tensor,
+                        edge_weight: Optional[Tensor], out: Optional[Tensor] = None) -> list:
+        """Per order ``n``: ``[F, V, C, D_n]`` weighted means over the neighbours of the
+        transported features times each harmonic ``h_k(theta)`` (``D_0 = 1``, else 2);
+        with ``out`` (``[F, V, D, C]``) they are written into it instead (no autograd)."""
         v, c, d = x.shape
         q, p = edge_index
         if q.numel() > 1 and not bool((p[1:] >= p[:-1]).all()):
@@ -124,20 +159,37 @@ class GemConv(MessagePassing):
         crow = torch.cat([crow[:-1] + k * e for k in range(f)] + [crow[-1:] + (f - 1) * e])
         col = q.repeat(f)
 
+        if out is not None and x.device.type == "cpu":
+            crow, col = crow.int(), col.int()  # what the CPU kernel takes (no per-call copy)
+
         def spmm(values: Tensor, dense: Tensor) -> Tensor:  # [E, F] weights x [V, K] -> [F, V, K]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mat = torch.sparse_csr_tensor(crow, col, values.T.reshape(-1), (f * v, v),
                                               dtype=x.dtype, device=x.device)
-            return (mat @ dense).view(f, v, *dense.shape[1:])
+            if out is None:
+                return (mat @ dense).view(f, v, *dense.shape[1:])
+            # no autograd: addmm into a fresh buffer skips the zero fill and layout copies
+            # of ``mat @ dense`` (4.4x faster on [9 x 4360, 4360] x [4360, 64] here)
+            buf = dense.new_empty(f * v, dense.shape[1])
+            return torch.addmm(buf, mat, dense, beta=0, out=buf).view(f, v, *dense.shape[1:])
 
+        if out is not None:  # [F, V, D, C]: the pair of order n as two channel blocks
+            out[:, :, 0] = spmm(h, x[:, :, 0]).view(f, v, c)
+            for n in range(1, self.order_in + 1):
+                xn = x[:, :, 2 * n - 1:2 * n + 1].transpose(1, 2).reshape(v, 2 * c)
+                yc = spmm(h * torch.cos(n * transport)[:, None], xn).view(f, v, 2, c)
+                ys = spmm(h * torch.sin(n * transport)[:, None], xn).view(f, v, 2, c)
+                torch.sub(yc[:, :, 0], ys[:, :, 1], out=out[:, :, 2 * n - 1])
+                torch.add(ys[:, :, 0], yc[:, :, 1], out=out[:, :, 2 * n])
+            return [out]
         parts = [spmm(h, x[:, :, 0])[..., None]]  # [F, V, C, 1]
         for n in range(1, self.order_in + 1):
             xn = x[:, :, 2 * n - 1:2 * n + 1].reshape(v, 2 * c)
             yc = spmm(h * torch.cos(n * transport)[:, None], xn).view(f, v, c, 2)
             ys = spmm(h * torch.sin(n * transport)[:, None], xn).view(f, v, c, 2)
             parts.append(torch.stack([yc[..., 0] - ys[..., 1], ys[..., 0] + yc[..., 1]], -1))
-        return torch.cat(parts, -1).permute(1, 2, 3, 0).reshape(v, -1)  # [V, C*D*F]
+        return parts
 
     def message(self, x_j: Tensor, theta: Tensor, transport: Tensor,
                 scale: Optional[Tensor]) -> Tensor:
