@@ -10,7 +10,8 @@ take ~45 s). Each is then transformed with ``geo3d.efficiency``:
 
 * ``ptq_int8``: PT2E static int8 of the MLP blocks, compiled with inductor freezing;
 * ``structured50_ft``: 50% of the channels removed (DGCNN, PointNet++; irreps
-  multiplicities for the e3nn model), then fine-tuned for ``--finetune-minutes``;
+  multiplicities for the e3nn model; rho-fields of the blocks and residual streams for
+  GEM), then fine-tuned for ``--finetune-minutes``;
 * ``magnitude50``: global magnitude pruning of 50% of the weights (no fine-tuning);
 * ``ltp``: Learned Threshold Pruning trained for ``--steps`` steps with the soft-L0
   weight of ``LTP_L0_WEIGHT`` (3, and 6 for PointNet++: at 3 it stopped at 9.8x; or

@@ -36,8 +36,10 @@
   (:mod:`geo3d.efficiency._prune_e3nn`): a smaller model that computes what the original
   computes with those channels and the removed units' outgoing weights zeroed (a changed
   function, as after channel pruning of DGCNN: fine-tune the result). For GEM-CNN it
-  removes whole regular fields (rho-fields) inside the residual blocks and rebuilds them
-  smaller (:mod:`geo3d.efficiency._prune_gem`): gauge equivariance holds exactly.
+  removes whole regular fields (rho-fields): inside the residual blocks and on the U-Net's
+  residual streams, tracked through the skips, the decoder concatenations and the output
+  convolution, and rebuilds every layer smaller (:mod:`geo3d.efficiency._prune_gem`):
+  gauge equivariance holds exactly.
 
 ``prune(model, config, example)`` returns a new model (a deep copy); the input is never
 modified. Models the structured method does not know raise ``InvalidInputError``.

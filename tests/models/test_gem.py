@@ -4,12 +4,14 @@ rigid-motion invariance, the two convolution paths, coarsening, shapes, gradient
 from __future__ import annotations
 
 import math
+from typing import List
 
 import numpy as np
 import pytest
 import torch
 import trimesh
 from scipy.spatial.transform import Rotation
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 import geo3d.geometry.mesh as mesh_ops
@@ -262,40 +264,65 @@ def test_model_input_errors_name_the_argument():
         create("gem_seg", num_classes=3, levels=0)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-6), (torch.float32, 1e-4)])
-def test_field_pruning_is_smaller_exact_and_gauge_equivariant(dtype, tol):
-    """Structured pruning removes whole rho-fields inside the residual blocks: the result
-    equals the original with those fields' consumers zeroed, and stays gauge equivariant."""
+def _kept_entries(before: Tensor, after: Tensor) -> List[int]:
+    """Indices of ``before`` whose values survive in ``after`` (unique running stats)."""
+    return [int((before == value).nonzero()) for value in after]
+
+
+@pytest.mark.parametrize("dtype,tol,kwargs", [
+    (torch.float64, 1e-6, {}), (torch.float32, 1e-4, {}),
+    (torch.float64, 1e-6, {"levels": 3, "depth": 2})])
+def test_field_pruning_is_smaller_exact_and_gauge_equivariant(dtype, tol, kwargs):
+    """Structured pruning removes half of the hidden rho-fields of every residual block and
+    half of every residual stream's fields. The result equals the original with the hidden
+    fields' consumers zeroed and the stream fields' writers zeroed (their batch norms and
+    skip rows: the field is then 0 everywhere, so its readers see nothing), and it stays
+    gauge equivariant."""
     from geo3d.efficiency import PruneConfig, prune
     from geo3d.models.gem.resnet import GemResBlock
 
     torch.manual_seed(0)
     data = _mesh(dtype)
-    model = create("gem_seg", in_channels=2, num_classes=3, **{**SMALL, "width": 6}).to(dtype)
+    kw = {**SMALL, "width": 6, **kwargs}
+    model = create("gem_seg", in_channels=2, num_classes=3, **kw).to(dtype)
     model.train()
-    for _ in range(2):  # non-trivial batch-norm statistics
+    for _ in range(2):  # non-trivial (and distinct) batch-norm statistics
         model(data)
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = prune(model, PruneConfig(method="structured", amount=0.5), data)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
-    reference = create("gem_seg", in_channels=2, num_classes=3, **{**SMALL, "width": 6}).to(dtype)
+    reference = create("gem_seg", in_channels=2, num_classes=3, **kw).to(dtype)
     reference.load_state_dict(before)
     reference.eval()
+    blocks = 2 * kw["depth"] + 1 if kw["levels"] == 2 else 3 * kw["depth"] + 2
     pairs = [(a, b) for a, b in zip(reference.modules(), out.modules()) if isinstance(a, GemResBlock)]
-    assert len(pairs) == 3  # two encoder levels, one decoder block
-    for ref, small in pairs:
-        c = ref.conv1.out_channels
-        assert small.conv1.out_channels == small.conv2.in_channels == round(c / 2)
-        assert small.norm1.weight.shape == (round(c / 2),)
-        # which fields were kept: the rows of conv1 that survived, found in the original
-        rows = ref.conv1.weight.flatten(1)
-        keep = [int((rows == r).all(1).nonzero()) for r in small.conv1.weight.flatten(1)]
-        drop = sorted(set(range(c)) - set(keep))
-        with torch.no_grad():
+    assert len(pairs) == blocks
+    ref_net, small_net = reference.backbone, out.backbone
+    with torch.no_grad():
+        stem_keep = _kept_entries(ref_net.stem_norm.running_mean, small_net.stem_norm.running_mean)
+        assert len(stem_keep) == round(kw["width"] / 2)
+        stem_drop = sorted(set(range(kw["width"])) - set(stem_keep))
+        ref_net.stem_norm.weight[stem_drop] = 0
+        ref_net.stem_norm.bias[stem_drop] = 0
+        for ref, small in pairs:
+            c = ref.conv1.out_channels
+            assert small.conv1.out_channels == small.conv2.in_channels == round(c / 2)
+            assert small.conv2.out_channels == round(ref.conv2.out_channels / 2)
+            assert small.norm1.weight.shape == (round(c / 2),)
+            # hidden fields: the norm1 entries that survived, found in the original
+            keep = _kept_entries(ref.norm1.running_mean, small.norm1.running_mean)
+            drop = sorted(set(range(c)) - set(keep))
             ref.conv2.weight[:, drop] = 0
             ref.conv2.self_weight[:, drop] = 0
-    assert sum(p.numel() for p in out.parameters()) < sum(p.numel() for p in model.parameters())
+            # stream fields written by this block
+            keep = _kept_entries(ref.norm2.running_mean, small.norm2.running_mean)
+            drop = sorted(set(range(ref.conv2.out_channels)) - set(keep))
+            ref.norm2.weight[drop] = 0
+            ref.norm2.bias[drop] = 0
+            if ref.skip is not None:
+                ref.skip.weight[drop] = 0
+    assert sum(p.numel() for p in out.parameters()) < 0.5 * sum(p.numel() for p in model.parameters())
     gamma = torch.rand(data.num_nodes, dtype=torch.float64) * 2 * math.pi
     with torch.no_grad():
         pruned = out(data)
