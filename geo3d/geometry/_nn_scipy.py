@@ -21,6 +21,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 from scipy.spatial import cKDTree
 
+from geo3d._threads import _INSIDE
+
 _ROW_CHUNK = 1 << 18  # query rows per cKDTree call (bounds the candidate matrices)
 _ENTRY_BUDGET = 1 << 23  # candidate entries per call in the adaptive paths
 _SAMPLE_ROWS = 256  # rows used to guess the neighbour count of a radius query
@@ -36,7 +38,10 @@ def build_tree(points: np.ndarray) -> cKDTree:
 def _workers(rows: int, k: int) -> int:
     """cKDTree's ``workers``: all cores only for big queries. It starts its threads on
     every call, which costs more than a small query itself (32 rows x 33 neighbours:
-    ~40 us on one thread, ~130 us on two)."""
+    ~40 us on one thread, ~130 us on two). One thread inside geo3d's pool threads, which
+    already search batch items in parallel."""
+    if getattr(_INSIDE, "active", False):  # already one of geo3d's pool threads
+        return 1
     return -1 if rows * k >= _PARALLEL_MIN else 1
 
 

@@ -8,7 +8,10 @@ broken arbitrarily, ``max_num_neighbors`` keeps an arbitrary subset). Each funct
 its backend from the device and size:
 
 * CPU ``knn``/``radius``: ``scipy.spatial.cKDTree`` (all cores), made exact by
-  :mod:`geo3d.geometry._nn_scipy`;
+  :mod:`geo3d.geometry._nn_scipy`; the items of a batch of moderate clouds (up to 65,536
+  query rows each) are searched in parallel over torch's threads, one kd-tree per item
+  and thread (cKDTree releases the GIL), since a small query on all cores costs more in
+  thread start-up than it saves;
 * CUDA ``knn``/``radius``: chunked float64 brute force in torch
   (:mod:`geo3d.geometry._nn_torch`), memory bounded, tensors stay on the device; it is
   O(N*M), fine up to ~10^5 points per batch item;
@@ -39,6 +42,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from geo3d._threads import for_row_ranges
 from geo3d.errors import InvalidInputError
 from geo3d.geometry import _fps_fpsample, _nn_scipy, _nn_torch
 from geo3d.geometry.validation import check_batch, check_finite, check_points, check_positive
@@ -47,6 +51,7 @@ __all__ = ["knn", "knn_graph", "radius", "radius_graph", "fps", "voxel_grid"]
 
 _FLOWS = ("source_to_target", "target_to_source")
 _BACKENDS = (None, "kdtree", "torch")
+_ITEM_THREADS_MAX = 1 << 16  # query rows per batch item up to which items run in parallel
 Number = Union[int, float]
 
 
@@ -205,21 +210,31 @@ def _item_ranges(ptr_x, ptr_y, k, exclude_self):
 def _search_kdtree(x, y, ptr_x, ptr_y, k, r, exclude_self, y_row) -> np.ndarray:
     x64 = _float64(x)
     y64 = x64 if y is x else _float64(y)
-    parts = []  # (y offset, x offset, per-row counts or None if dense, indices)
-    for xs, xe, ys, ye, kk in _item_ranges(ptr_x, ptr_y, k, exclude_self):
-        tree = _nn_scipy.build_tree(x64[xs:xe])
-        q = y64[ys:ye]
-        self_idx = np.arange(ye - ys) if exclude_self else None
-        own = y is x and (xs, xe) == (ys, ye)  # queries are the tree's points
-        if kk is None:
-            parts.append((ys, xs) + _nn_scipy.radius_rows(tree, q, r, self_idx, own))
-        else:
+    items = list(_item_ranges(ptr_x, ptr_y, k, exclude_self))
+    parts: list = [None] * len(items)  # (y offset, x offset, per-row counts or None, indices)
+
+    def search_items(a: int, b: int) -> None:
+        for n in range(a, b):
+            xs, xe, ys, ye, kk = items[n]
+            tree = _nn_scipy.build_tree(x64[xs:xe])
+            q = y64[ys:ye]
+            self_idx = np.arange(ye - ys) if exclude_self else None
+            own = y is x and (xs, xe) == (ys, ye)  # queries are the tree's points
+            if kk is None:
+                parts[n] = (ys, xs) + _nn_scipy.radius_rows(tree, q, r, self_idx, own)
+                continue
             i = _nn_scipy.knn_rows(tree, q, kk, self_idx, r, own)
             if r is None:
-                parts.append((ys, xs, None, i))
+                parts[n] = (ys, xs, None, i)
             else:
                 valid = i < xe - xs
-                parts.append((ys, xs, valid.sum(axis=1), i[valid]))
+                parts[n] = (ys, xs, valid.sum(axis=1), i[valid])
+
+    # Batch items of moderate size go to the thread pool, one kd-tree each (cKDTree
+    # releases the GIL); inside it each query runs on one thread. Big items keep
+    # cKDTree's own threads.
+    moderate = len(items) > 1 and max(ye - ys for _, _, ys, ye, _ in items) <= _ITEM_THREADS_MAX
+    for_row_ranges(search_items, len(items), 2 if moderate else len(items) + 1)
     out = np.empty((2, sum(p[-1].size for p in parts)), dtype=np.int64)
     at = 0
     for ys, xs, counts, idx in parts:  # fill in place: no intermediate copies

@@ -416,3 +416,28 @@ def test_voxel_grid_groups_points_by_voxel(xc, size, dtype):
     # same partition of the points (ids are a bijection of the voxel cells)
     pairs = set(zip(ref.reshape(-1).tolist(), got.tolist()))
     assert len(pairs) == len(set(ref.reshape(-1).tolist())) == len(set(got.tolist()))
+
+
+def test_batch_items_searched_in_parallel_equal_one_thread():
+    """Batch items go to the thread pool (one kd-tree each, one cKDTree thread inside):
+    every search gives exactly what one thread gives, in the same order."""
+    g = torch.Generator().manual_seed(0)
+    sizes = [300, 1, 0, 257, 500]
+    pos = torch.rand(sum(sizes), 3, generator=g)
+    pos[700:710] = pos[700]  # duplicates: ties resolved the same way
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    queries = pos[::3]
+    batch_q = batch[::3]
+    calls = [lambda: knn_graph(pos, 8, batch), lambda: radius_graph(pos, 0.1, batch),
+             lambda: knn(pos, queries, 5, batch, batch_q),
+             lambda: radius(pos, queries, 0.15, batch, batch_q, max_num_neighbors=7)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = [f() for f in calls]
+        torch.set_num_threads(2)
+        parallel = [f() for f in calls]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(serial, parallel):
+        assert torch.equal(a, b)
