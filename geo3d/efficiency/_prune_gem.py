@@ -33,11 +33,10 @@ __all__ = ["prune_gem_fields", "keep_norm_entries"]
 
 @torch.no_grad()
 def prune_gem_fields(model: nn.Module, amount: float) -> int:
-    """Remove ``amount`` of the hidden fields of every GEM residual block of ``model``, in
-    place; returns how many blocks were pruned (0: not a GEM model)."""
-    from geo3d.models.gem.resnet import GemResBlock
-
-    from geo3d.models.gem.resnet import GemResNet
+    """Remove ``amount`` of the hidden fields of every GEM residual block of ``model`` and
+    of every residual stream of its ``GemResNet`` backbones, in place; returns how many
+    blocks were pruned (0: not a GEM model)."""
+    from geo3d.models.gem.resnet import GemResBlock, GemResNet
 
     blocks = [m for m in model.modules() if isinstance(m, GemResBlock)]
     for block in blocks:
@@ -75,7 +74,7 @@ def _prune_streams(net: nn.Module, amount: float) -> None:
     streams, enc_out = [stem], []
     reads = []  # (block, input streams in concatenation order)
     current = stem
-    for level, blocks in enumerate(net.encoder):
+    for blocks in net.encoder:
         for block in blocks:
             reads.append((block, [current]))
             if block.skip is None:  # identity skip: the block continues its input stream
