@@ -17,7 +17,7 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 import torch
 
-__all__ = ["for_row_ranges"]
+__all__ = ["for_row_ranges", "in_pool_thread"]
 
 _POOL: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
 _INSIDE = threading.local()  # set in pool threads: a nested call runs serially (no deadlock)
@@ -31,7 +31,7 @@ def for_row_ranges(fn: Callable[[int, int], None], rows: int, min_rows: int) -> 
     rows of a preallocated output; an exception in any range is raised here.
     """
     workers = min(torch.get_num_threads(), max(1, rows))
-    if workers < 2 or rows < min_rows or getattr(_INSIDE, "active", False):
+    if workers < 2 or rows < min_rows or in_pool_thread():
         fn(0, rows)
         return
     key = (os.getpid(), workers)
@@ -41,6 +41,12 @@ def for_row_ranges(fn: Callable[[int, int], None], rows: int, min_rows: int) -> 
     futures = [_POOL[key].submit(_in_pool, fn, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
     for f in futures:
         f.result()
+
+
+def in_pool_thread() -> bool:
+    """Whether the caller runs inside one of :func:`for_row_ranges`' pool threads (then
+    work it starts should stay on this thread)."""
+    return getattr(_INSIDE, "active", False)
 
 
 def _in_pool(fn: Callable[[int, int], None], a: int, b: int) -> None:

@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from scipy.spatial import cKDTree
 
-from geo3d._threads import _INSIDE
+from geo3d._threads import in_pool_thread
 
 _ROW_CHUNK = 1 << 18  # query rows per cKDTree call (bounds the candidate matrices)
 _ENTRY_BUDGET = 1 << 23  # candidate entries per call in the adaptive paths
@@ -40,7 +40,7 @@ def _workers(rows: int, k: int) -> int:
     every call, which costs more than a small query itself (32 rows x 33 neighbours:
     ~40 us on one thread, ~130 us on two). One thread inside geo3d's pool threads, which
     already search batch items in parallel."""
-    if getattr(_INSIDE, "active", False):  # already one of geo3d's pool threads
+    if in_pool_thread():  # batch items are already searched in parallel
         return 1
     return -1 if rows * k >= _PARALLEL_MIN else 1
 

@@ -233,8 +233,10 @@ def _search_kdtree(x, y, ptr_x, ptr_y, k, r, exclude_self, y_row) -> np.ndarray:
     # Batch items of moderate size go to the thread pool, one kd-tree each (cKDTree
     # releases the GIL); inside it each query runs on one thread. Big items keep
     # cKDTree's own threads.
-    moderate = len(items) > 1 and max(ye - ys for _, _, ys, ye, _ in items) <= _ITEM_THREADS_MAX
-    for_row_ranges(search_items, len(items), 2 if moderate else len(items) + 1)
+    if len(items) > 1 and max(ye - ys for _, _, ys, ye, _ in items) <= _ITEM_THREADS_MAX:
+        for_row_ranges(search_items, len(items), 2)
+    else:
+        search_items(0, len(items))
     out = np.empty((2, sum(p[-1].size for p in parts)), dtype=np.int64)
     at = 0
     for ys, xs, counts, idx in parts:  # fill in place: no intermediate copies

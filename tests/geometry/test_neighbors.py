@@ -441,3 +441,16 @@ def test_batch_items_searched_in_parallel_equal_one_thread():
         torch.set_num_threads(threads)
     for a, b in zip(serial, parallel):
         assert torch.equal(a, b)
+
+
+def test_kd_tree_stays_on_one_thread_inside_pool_threads():
+    from geo3d._threads import for_row_ranges
+
+    seen = []
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for_row_ranges(lambda a, b: seen.append(_nn_scipy._workers(1 << 20, 32)), 2, 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [1, 1] and _nn_scipy._workers(1 << 20, 32) == -1
