@@ -205,7 +205,8 @@ def model_task(name: str, args, cache: dict) -> dict:
                 ds = SyntheticMeshes(split, size, seed=args.seed, task="part_segmentation")
                 data[split] = [ds[i] for i in range(size)]
             cache[kind] = {"data": data, "names": list(SyntheticMeshes.PART_NAMES),
-                           "in_channels": ds.num_features, "spec": ["meshes", sizes]}
+                           "in_channels": ds.num_features,
+                           "spec": ["meshes", sizes, ds.num_vertices]}  # a new template retrains
     return cache[kind]
 
 

@@ -62,7 +62,7 @@ RECIPES = {
         evaluation=dict(name="synthetic-shapes", split="test", size=50, seed=0, num_points=1024),
         epochs=12, batch_size=16, lr=2e-3),
     "gem_corr": Recipe(  # dense correspondence on meshes
-        "gem_corr", dict(in_channels=2, num_classes=1090, width=16, order=1, levels=4),
+        "gem_corr", dict(in_channels=2, num_classes=1236, width=16, order=1, levels=4),
         train=dict(name="synthetic-meshes", split="train", size=64),
         evaluation=dict(name="synthetic-meshes", split="test", size=4, seed=0),
         epochs=25, batch_size=4, lr=3e-3),

@@ -1,7 +1,7 @@
 """SyntheticMeshes: posed procedural humanoids with dense correspondence and part labels.
 
 A FAUST-like benchmark that is generated offline and deterministically. Every item is the
-template of :mod:`geo3d.sim.humanoid` (about 1,100 vertices, one connectivity) in a random
+template of :mod:`geo3d.sim.humanoid` (about 1,240 vertices, one connectivity) in a random
 pose (linear blend skinning), with smooth non-rigid noise, a random isotropic scale and a
 random rigid motion. Labels per vertex: ``corr``, the template vertex id (dense
 correspondence as classification, as on FAUST), and ``part``, the bone (10 parts,

@@ -172,6 +172,39 @@ def test_mesh_smoke(tmp_path):
     assert model.in_channels == 16
 
 
+class _Predicts(nn.Module):
+    """Logits that pick ``index[corr]`` for every vertex."""
+
+    def __init__(self, index: np.ndarray) -> None:
+        super().__init__()
+        self.index = torch.as_tensor(index)
+
+    def forward(self, data):
+        return nn.functional.one_hot(self.index[data.corr], len(self.index)).float()
+
+
+def test_correspondence_metrics_count_left_right_flips():
+    import mesh
+
+    from geo3d.datasets import SyntheticMeshes
+    from geo3d.sim.humanoid import humanoid_template
+
+    part = humanoid_template().part
+    geodesic, mirror = mesh.geodesic_matrix(), mesh.mirror_map()
+    data = [SyntheticMeshes("test", 1, features="none")[0]]
+    truth = mesh.correspondence_metrics(_Predicts(np.arange(len(part))), data, geodesic, part,
+                                        10, mirror=mirror)
+    assert truth["exact"] == 1.0 and truth["mirror_flips"] == 0.0 and truth["part_mIoU"] == 1.0
+    flipped = mesh.correspondence_metrics(_Predicts(mirror), data, geodesic, part, 10,
+                                          mirror=mirror)
+    far = geodesic[mirror, np.arange(len(part))] > 0.1  # off the body's middle
+    assert 0.5 < far.mean() < 1
+    assert flipped["mirror_flips"] == pytest.approx(far.mean())
+    assert flipped["within_0.1m"] == pytest.approx(1 - far.mean())
+    assert "mirror_flips" not in mesh.correspondence_metrics(_Predicts(mirror), data, geodesic,
+                                                             part, 10)
+
+
 @pytest.mark.slow
 def test_detection_smoke(tmp_path):
     result = _smoke("detection.py", tmp_path, tiny=["--tiny", "--minutes", "0.02",

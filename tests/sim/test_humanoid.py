@@ -29,6 +29,27 @@ def test_template_is_a_closed_oriented_genus_zero_mesh():
     mesh_geometry(torch.from_numpy(t.vertices), torch.from_numpy(t.faces.T.copy()))
 
 
+def _surface_distance(vertices, faces, points):
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)),
+                        o3d.core.Tensor(faces.astype(np.uint32)))
+    return scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
+
+
+def test_template_is_mirror_symmetric_but_not_half_turn_symmetric():
+    """Left and right mirror each other, but every part has a front: a half turn about
+    the vertical axis (a proper rotation) must not map the body onto itself, or
+    orientation-aware models could not tell left from right without the triangulation."""
+    t = humanoid_template()
+    mirror = _surface_distance(t.vertices, t.faces, t.vertices * [1, -1, 1])
+    half_turn = _surface_distance(t.vertices, t.faces, t.vertices * [-1, -1, 1])
+    assert np.median(mirror) < 0.005
+    for k, name in enumerate(HUMANOID_PARTS):
+        assert half_turn[t.part == k].max() > 0.01, name
+
+
 def test_template_is_deterministic():
     a, b = humanoid_template(), humanoid_template.__wrapped__()
     assert np.array_equal(a.faces, b.faces)
