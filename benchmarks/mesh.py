@@ -342,8 +342,7 @@ def main(argv=None) -> dict:
                 kwargs.update(width=4, depth=2, head=8)
             model, budget, spec = GCNBaseline(**kwargs), base_minutes, None
         fit = _fit(model, train_set, val_set, budget, args.batch_size, args.lr, args.seed, device)
-        metrics = {k: correspondence_metrics(model, ds, geodesic, template.part, 10, device,
-                                                 mirror)
+        metrics = {k: correspondence_metrics(model, ds, geodesic, template.part, 10, device, mirror)
                    for k, ds in tests.items()}
         model.cpu()  # the cost is CPU cost
         print(name, fit, metrics, flush=True)
