@@ -122,6 +122,9 @@ def train_recipe(name: str, recipe: Recipe, device: str, zoo_dir: Path | None,
     task = models.create(recipe.model, **recipe.model_kwargs).task
     train_data = _dataset(recipe.train, task)
     kwargs = dict(recipe.model_kwargs)
+    if kwargs.get("num_classes", len(train_data.class_names)) != len(train_data.class_names):
+        raise SystemExit(f"{name}: the recipe's num_classes={kwargs['num_classes']} but its "
+                         f"training data has {len(train_data.class_names)} classes")
     items = [train_data.dataset[i] for i in range(len(train_data.dataset))]  # simulate once
     if recipe.frequency_weights:
         kwargs["class_weights"] = frequency_class_weights((d.y for d in items),

@@ -5,13 +5,14 @@ T-pose 1.8 m tall, facing +x, up +z). Like a body it is mirror-symmetric (left/r
 ``y -> -y``) but has a front: chest, nose, thumbs, biceps, thigh muscles and feet face +x.
 Without a front, a half turn about the vertical axis maps the left arm onto the right one;
 no model that respects the surface's orientation can then tell them apart from the shape
-near them, only from the triangulation, which a re-triangulated mesh does not keep. Open3D builds the surface: points on the level set
-(Newton-projected, with the implicit gradient as normal) go through screened Poisson
-reconstruction (``TriangleMesh.create_from_point_cloud_poisson``, Kazhdan and Hoppe 2013)
-at a coarse octree depth; close vertices are merged and twenty rounds of tangential
-smoothing, re-projected onto the level set, even out the triangles (our own ~15 lines:
-Open3D has no isotropic remesher). The result is a closed, consistently oriented,
-genus-0 mesh of about 1,240 vertices, built once per process (about 5 s) and cached.
+near them, only from the triangulation, which a re-triangulated mesh does not keep. Open3D
+builds the surface: points on the level set (Newton-projected, with the implicit gradient
+as normal) go through screened Poisson reconstruction
+(``TriangleMesh.create_from_point_cloud_poisson``, Kazhdan and Hoppe 2013) at a coarse
+octree depth; close vertices are merged and twenty rounds of tangential smoothing,
+re-projected onto the level set, even out the triangles (our own ~15 lines: Open3D has no
+isotropic remesher). The result is a closed, consistently oriented, genus-0 mesh of about
+1,240 vertices, built once per process (about 5 s) and cached.
 
 Posing: each bone rotates about its joint (limits in :data:`JOINT_LIMITS`, degrees, as
 intrinsic x-y-z Euler angles), composed down the kinematic tree; vertices move by linear
@@ -50,12 +51,15 @@ _CAPSULES = (
     (2, (0, 0.2, 1.4), (0, 0.46, 1.4), 0.05), (2, (0.02, 0.26, 1.4), (0.02, 0.40, 1.4), 0.045),
     (3, (0, 0.46, 1.4), (0, 0.72, 1.4), 0.04), (3, (0, 0.72, 1.4), (0, 0.8, 1.4), 0.035),
     (3, (0.02, 0.72, 1.4), (0.09, 0.77, 1.4), 0.03),  # thumb
-    (4, (0, -0.2, 1.4), (0, -0.46, 1.4), 0.05), (4, (0.02, -0.26, 1.4), (0.02, -0.40, 1.4), 0.045),
+    (4, (0, -0.2, 1.4), (0, -0.46, 1.4), 0.05),
+    (4, (0.02, -0.26, 1.4), (0.02, -0.40, 1.4), 0.045),
     (5, (0, -0.46, 1.4), (0, -0.72, 1.4), 0.04), (5, (0, -0.72, 1.4), (0, -0.8, 1.4), 0.035),
     (5, (0.02, -0.72, 1.4), (0.09, -0.77, 1.4), 0.03),
-    (6, (0, 0.11, 0.95), (0, 0.11, 0.5), 0.07), (6, (0.02, 0.11, 0.6), (0.02, 0.11, 0.85), 0.065),
+    (6, (0, 0.11, 0.95), (0, 0.11, 0.5), 0.07),
+    (6, (0.02, 0.11, 0.6), (0.02, 0.11, 0.85), 0.065),
     (7, (0, 0.11, 0.5), (0, 0.11, 0.08), 0.05), (7, (0, 0.11, 0.08), (0.13, 0.11, 0.04), 0.04),
-    (8, (0, -0.11, 0.95), (0, -0.11, 0.5), 0.07), (8, (0.02, -0.11, 0.6), (0.02, -0.11, 0.85), 0.065),
+    (8, (0, -0.11, 0.95), (0, -0.11, 0.5), 0.07),
+    (8, (0.02, -0.11, 0.6), (0.02, -0.11, 0.85), 0.065),
     (9, (0, -0.11, 0.5), (0, -0.11, 0.08), 0.05), (9, (0, -0.11, 0.08), (0.13, -0.11, 0.04), 0.04),
 )
 #: Per bone: (low, high) degrees of the x, y, z rotations about its joint.
