@@ -12,6 +12,9 @@ parameters), under an ablation of the structural terms of
 * ``bone``, ``angle``, ``inside``: one structural term on;
 * ``all``: every term on (the default model).
 
+``--structural-scale`` multiplies the structural weights, to trace the trade-off between
+bone-length error and joint error.
+
 Each model is evaluated on the test split (mean joint error in mm, success rate over
 thresholds, per-joint errors, bone-length error, fraction of joints outside the hand;
 :mod:`geo3d.tasks.metrics.hand_pose`) and measured (params, MACs with message passing, CPU
@@ -57,14 +60,15 @@ MODELS = ("hand_pose_small", "hand_pose")
 TARGET_MM = 10.0
 
 
-def weights_for(config: str):
-    """The loss weights of an ablation config (``none``, one term, or ``all``)."""
+def weights_for(config: str, scale: float = 1.0):
+    """The loss weights of an ablation config (``none``, one term, or ``all``), the
+    structural ones ``scale`` times their defaults."""
     from geo3d.models.hand_pose import HandPoseLossWeights
 
     base = HandPoseLossWeights()
     keep = {"none": (), "all": ("bone", "angle", "inside")}.get(config, (config,))
-    return HandPoseLossWeights(**{**base.__dict__, **{k: (getattr(base, k) if k in keep else 0.0)
-                                                       for k in ("bone", "angle", "inside")}})
+    return HandPoseLossWeights(**{**base.__dict__, **{
+        k: (scale * getattr(base, k) if k in keep else 0.0) for k in ("bone", "angle", "inside")}})
 
 
 def frames(split: str, size: int, width: int, height: int, seed: int, cache: Path | None) -> List:
@@ -155,7 +159,8 @@ def markdown(result: dict) -> str:
     lines = ["# Hand pose: structural priors ablation", "",
              f"Train {result['sizes']['train']} / test {result['sizes']['test']} SyntheticHands "
              f"frames at {result['camera']}; {result['minutes']} min of training per run on "
-             f"{result['machine']['cores']} cores ({result['machine']['torch_threads']} torch threads).", "",
+             f"{result['machine']['cores']} cores ({result['machine']['torch_threads']} torch threads); "
+             f"structural weights x{result.get('structural_scale', 1.0):g} of their defaults.", "",
              "size | terms | params | MMACs | latency ms | mean err mm | median mm | success@20mm "
              "| bone err mm | outside % | epochs",
              "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---"]
@@ -224,6 +229,9 @@ def main(argv=None) -> int:
     add_common_args(ap, "out/benchmarks")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS,
                     help="ablation configs (default: all five)")
+    ap.add_argument("--structural-scale", type=float, default=1.0,
+                    help="multiply the structural terms' default weights (default 1; the "
+                         "trade-off of bone-length error against joint error)")
     ap.add_argument("--large-width", type=int, default=32, help="width of hand_pose (default 32)")
     ap.add_argument("--width", type=int, default=160, help="depth image width (default 160)")
     ap.add_argument("--height", type=int, default=120, help="depth image height (default 120)")
@@ -234,6 +242,8 @@ def main(argv=None) -> int:
     add_device_arg(ap)
     add_picture_arg(ap)
     args = ap.parse_args(argv)
+    if not 0 <= args.structural_scale < float("inf"):
+        ap.error(f"--structural-scale must be a finite number >= 0, got {args.structural_scale}")
     device = resolve_device(ap, args)
     torch.set_num_threads(args.threads)
     models = args.models or list(MODELS)
@@ -260,7 +270,7 @@ def main(argv=None) -> int:
     for name in models:
         size, kwargs = sizes[name]
         for config in args.configs:
-            kw = {**kwargs, "weights": weights_for(config)}
+            kw = {**kwargs, "weights": weights_for(config, args.structural_scale)}
             r = fit_and_test(name, kw, train_set, test_set[:n_val], {"test": test_set},
                              minutes=minutes, batch_size=batch_size, lr=args.lr, seed=args.seed,
                              class_names=["hand"], example=test_set[0],
@@ -276,7 +286,8 @@ def main(argv=None) -> int:
                   f"latency {r['cost']['latency_ms']:.1f} ms epochs {r['train']['epochs']}", flush=True)
             runs.append(r)
     result = {"sizes": {"train": n_train, "test": n_test}, "camera": f"{args.width}x{args.height}",
-              "minutes": minutes, "machine": machine_info(), "device": device, "runs": runs,
+              "minutes": minutes, "structural_scale": args.structural_scale,
+              "machine": machine_info(), "device": device, "runs": runs,
               "targets": targets(runs), "pictures": []}
     result["results"] = result_rows(result)
     md = markdown(result)
