@@ -66,8 +66,8 @@ class HandPoseLossWeights:
     ``hand_pose``, a unit weight of ``angle`` pulls ~40x harder than the joint terms
     together, ``bone`` ~7x and ``inside`` ~20x. The defaults give each a tenth to a fifth of
     the joint terms' pull. With the earlier defaults (1, 1, 0.05) the joint terms lost:
-    8 minutes of training (1 thread, 2,000 ``SyntheticHands`` frames) reached 56 mm mean
-    joint error, against 20 mm with the structural terms off and 23 mm with these.
+    30 minutes of training (``benchmarks/hand_pose.py``, 1 thread) reached 28.0 mm mean
+    joint error, against 11.5 mm with these.
 
     Args:
         joints: smooth-L1 of the final joints in the normalised frame (default 1).

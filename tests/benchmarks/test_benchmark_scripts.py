@@ -230,8 +230,27 @@ def test_temporal_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_hand_pose_smoke(tmp_path):
-    result = _smoke("hand_pose.py", tmp_path, "--configs", "all", "--models", "hand_pose_small")
+    result = _smoke("hand_pose.py", tmp_path, "--configs", "all", "--models", "hand_pose_small",
+                    "--structural-scale", "2")
     assert [r["config"] for r in result["runs"]] == ["all"]
+    assert result["structural_scale"] == 2.0
+    from geo3d.models.hand_pose import HandPoseLossWeights
+
+    assert result["runs"][0]["kwargs"]["weights"]["bone"] == 2 * HandPoseLossWeights().bone
+
+
+def test_hand_pose_ablation_weights():
+    from geo3d.models.hand_pose import HandPoseLossWeights
+
+    import hand_pose
+
+    base = HandPoseLossWeights()
+    one = hand_pose.weights_for("angle", 10.0)
+    assert one.angle == 10 * base.angle and one.bone == 0 and one.inside == 0
+    assert one.joints == base.joints and one.segmentation == base.segmentation
+    assert hand_pose.weights_for("all") == base
+    none = hand_pose.weights_for("none", 3.0)
+    assert (none.bone, none.angle, none.inside) == (0, 0, 0)
 
 
 @pytest.mark.slow
