@@ -63,12 +63,14 @@ TARGET_MM = 10.0
 def weights_for(config: str, scale: float = 1.0):
     """The loss weights of an ablation config (``none``, one term, or ``all``), the
     structural ones ``scale`` times their defaults."""
+    from dataclasses import replace
+
     from geo3d.models.hand_pose import HandPoseLossWeights
 
     base = HandPoseLossWeights()
     keep = {"none": (), "all": ("bone", "angle", "inside")}.get(config, (config,))
-    return HandPoseLossWeights(**{**base.__dict__, **{
-        k: (scale * getattr(base, k) if k in keep else 0.0) for k in ("bone", "angle", "inside")}})
+    return replace(base, **{k: (scale * getattr(base, k) if k in keep else 0.0)
+                            for k in ("bone", "angle", "inside")})
 
 
 def frames(split: str, size: int, width: int, height: int, seed: int, cache: Path | None) -> List:

@@ -251,6 +251,9 @@ def test_hand_pose_ablation_weights():
     assert hand_pose.weights_for("all") == base
     none = hand_pose.weights_for("none", 3.0)
     assert (none.bone, none.angle, none.inside) == (0, 0, 0)
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            hand_pose.main(["--structural-scale", bad, "--no-pictures"])
 
 
 @pytest.mark.slow
