@@ -5,10 +5,11 @@ renderer; on a headless machine it runs on the CPU through Vulkan's llvmpipe). P
 put side by side with numpy, titles drawn with Pillow, GIFs written by imageio; every file
 is written atomically (:func:`geo3d.io.atomic_write`).
 
-A picture never fails a benchmark: :func:`picture` first checks, once per process and in
-a child process, that the renderer starts (a missing Vulkan driver can abort a process,
-which no ``except`` catches), then builds and writes the picture; on any failure it prints
-one warning line and returns None. Scripts call it after their measurements (the
+A picture never fails or stalls a benchmark: :func:`picture` first checks, once per process
+and in a child process, that the renderer starts (a missing Vulkan driver can abort a
+process, which no ``except`` catches), then builds and writes the picture in a forked child
+with a time limit (llvmpipe has spun for over 10 minutes on one hand picture); on any
+failure or timeout it prints one warning line and returns None. Scripts call it after their measurements (the
 renderer's threads must not disturb the timings) and list the written paths, relative to
 ``--out``, under ``"pictures"`` in their JSON.
 """
@@ -16,6 +17,7 @@ renderer's threads must not disturb the timings) and list the written paths, rel
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -156,8 +158,48 @@ def save_picture(pic, path: Union[str, Path], fps: float = 4.0) -> Path:
     return path
 
 
+def _build_and_save(build: Callable[[], object], path: Path, fps: float, conn) -> None:
+    """Child process body of :func:`picture`: sends None when written, else why not."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # the parent's OpenMP pool does not survive a fork
+        save_picture(build(), path, fps=fps)
+        conn.send(None)
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        conn.send(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+
+
+def _run_with_limit(build: Callable[[], object], path: Path, fps: float,
+                    timeout: float) -> Optional[str]:
+    """Build and save in a forked child, killed after ``timeout`` s: None when written,
+    else why not. Without ``fork`` (Windows) it runs here, without a limit."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        save_picture(build(), path, fps=fps)
+        return None
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_build_and_save, args=(build, path, fps, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            return f"timed out after {timeout:g} s"
+        return recv.recv()
+    except EOFError:
+        child.join(5)
+        return f"the picture process died (exit {child.exitcode})"
+    finally:
+        if child.is_alive():
+            child.kill()
+            for tmp in path.parent.glob(f".{path.name}.*.tmp*"):  # atomic_write's leftovers
+                tmp.unlink(missing_ok=True)
+        child.join(5)
+        recv.close()
+
+
 def picture(out_dir: Union[str, Path], filename: str, build: Callable[[], object],
-            enabled: bool = True, fps: float = 4.0) -> Optional[str]:
+            enabled: bool = True, fps: float = 4.0, timeout: float = 300.0) -> Optional[str]:
     """Build a picture with ``build()`` and save it as ``out_dir/filename``, safely.
 
     Args:
@@ -166,11 +208,13 @@ def picture(out_dir: Union[str, Path], filename: str, build: Callable[[], object
         build: returns what :func:`save_picture` takes (image, list of images, scene).
         enabled: False (``--no-pictures``): do nothing, return None.
         fps: GIF frame rate (default 4).
+        timeout: seconds the building and writing may take (default 300), in a forked
+            child that is killed past it.
 
     Returns:
         ``filename`` (the path relative to ``out_dir``) once written; None if disabled or
         if anything failed (one warning line is printed: the renderer is missing, the
-        model's output is unusable...). Never raises.
+        model's output is unusable, the time ran out...). Never raises.
     """
     if not enabled:
         return None
@@ -180,11 +224,12 @@ def picture(out_dir: Union[str, Path], filename: str, build: Callable[[], object
         try:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)
-            save_picture(build(), out / filename, fps=fps)
-            print(f"wrote {out / filename} in {time.perf_counter() - start:.1f} s", flush=True)
-            return filename
+            why = _run_with_limit(build, out / filename, fps, timeout)
         except Exception as exc:  # noqa: BLE001 - a picture must never fail a benchmark
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if why is None:
+            print(f"wrote {out / filename} in {time.perf_counter() - start:.1f} s", flush=True)
+            return filename
     print(f"warning: no picture {filename}: {why}", file=sys.stderr, flush=True)
     return None
 

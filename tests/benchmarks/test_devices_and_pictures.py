@@ -158,6 +158,31 @@ def test_picture_never_raises_and_reports(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "z.png").exists()
 
 
+def test_picture_is_stopped_at_its_time_limit(tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.setattr(_pictures, "renderer_ok", lambda: None)
+
+    def spins():
+        torch.ones(8) @ torch.ones(8)  # torch still works in the forked child
+        time.sleep(60)
+
+    start = time.perf_counter()
+    assert _pictures.picture(tmp_path, "slow.png", spins, timeout=1.5) is None
+    assert time.perf_counter() - start < 20
+    err = capsys.readouterr().err
+    assert "slow.png" in err and "timed out after 1.5 s" in err
+    assert not list(tmp_path.iterdir())
+
+    def dies():
+        import os
+
+        os._exit(3)
+
+    assert _pictures.picture(tmp_path, "dead.png", dies) is None
+    assert "exit 3" in capsys.readouterr().err
+
+
 def test_panel_renders_a_scene_with_title_and_legend():
     why = _pictures.renderer_ok()
     if why is not None:
