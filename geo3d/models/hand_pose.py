@@ -205,6 +205,17 @@ class HandPoseNet(nn.Module):
             centre = (wk[..., None] * pts).sum(1) / wk.sum(1, keepdim=True)
         return idx, logits, centre
 
+    def training_centre(self, centre: Tensor, pos: Tensor, y: Tensor, batch: Tensor,
+                        num_graphs: int) -> Tensor:
+        """The crop centre while training: the true hand's mean (``y == 1``) plus 1 cm
+        jitter, or ``centre`` for frames without hand points."""
+        hand = (y == 1).to(pos.dtype)
+        count = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device).index_add_(0, batch, hand)
+        true_c = torch.zeros(num_graphs, 3, dtype=pos.dtype, device=pos.device).index_add_(
+            0, batch, pos.detach() * hand[:, None]) / count.clamp_min(1)[:, None]
+        jitter = torch.randn_like(true_c) * 0.01
+        return torch.where(count[:, None] > 0, true_c + jitter, centre)
+
     def crop(self, pos: Tensor, batch: Tensor, centre: Tensor) -> Tensor:
         """Stage 2: ``[B, num_points]`` indices into ``pos`` near each centre."""
         num_graphs = centre.shape[0]
@@ -237,12 +248,7 @@ class HandPoseNet(nn.Module):
         loc_index, loc_logits, centre = self.localize(pos, x, batch, num_graphs)
         y = getattr(data, "y", None)
         if self.training and isinstance(y, Tensor) and y.shape == batch.shape:
-            hand = (y == 1).to(dtype)
-            count = torch.zeros(num_graphs, dtype=dtype, device=pos.device).index_add_(0, batch, hand)
-            true_c = torch.zeros(num_graphs, 3, dtype=dtype, device=pos.device).index_add_(
-                0, batch, pos.detach() * hand[:, None]) / count.clamp_min(1)[:, None]
-            jitter = torch.randn_like(true_c) * 0.01
-            centre = torch.where(count[:, None] > 0, true_c + jitter, centre)
+            centre = self.training_centre(centre, pos, y, batch, num_graphs)
         crop_index = self.crop(pos, batch, centre)
         crop_pos = pos[crop_index]  # [B, M, 3]
         flat = crop_pos.reshape(-1, 3)
