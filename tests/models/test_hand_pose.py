@@ -91,6 +91,21 @@ def test_camera_frame_round_trip(frames):
     torch.testing.assert_close(local @ axes.T + out["frame_origin"][0], out["crop_pos"][0], atol=1e-5, rtol=0)
 
 
+def test_output_blends_vote_and_regression_per_joint(frames):
+    model = _model("hand_pose", width=4, depth=2).eval()
+    with torch.no_grad():
+        share = torch.sigmoid(model.blend_logit)
+        assert share.shape == (21, 1) and torch.allclose(share, share[0]) and 0.05 < share[0] < 0.2
+        out = model(frames[0])
+        expected = out["vote"] + share * (out["regression"] - out["vote"])
+        torch.testing.assert_close(out["joints_local"], expected, rtol=1e-5, atol=1e-6)
+        model.blend_logit[:10] = -50.0  # voting only for the first 10 joints
+        model.blend_logit[10:] = 50.0  # regression only for the rest
+        out = model(frames[0])
+    torch.testing.assert_close(out["joints_local"][:, :10], out["vote"][:, :10])
+    torch.testing.assert_close(out["joints_local"][:, 10:], out["regression"][:, 10:])
+
+
 def test_eval_is_per_sample_and_float64(frames):
     model = _model("hand_pose", width=4, depth=2).eval()
     with torch.no_grad():
