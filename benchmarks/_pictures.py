@@ -9,9 +9,9 @@ A picture never fails or stalls a benchmark: :func:`picture` first checks, once 
 and in a child process, that the renderer starts (a missing Vulkan driver can abort a
 process, which no ``except`` catches), then builds and writes the picture in a forked child
 with a time limit (llvmpipe has spun for over 10 minutes on one hand picture); on any
-failure or timeout it prints one warning line and returns None. Scripts call it after their measurements (the
-renderer's threads must not disturb the timings) and list the written paths, relative to
-``--out``, under ``"pictures"`` in their JSON.
+failure or timeout it prints one warning line and returns None. Scripts call it after
+their measurements (the renderer's threads must not disturb the timings) and list the
+written paths, relative to ``--out``, under ``"pictures"`` in their JSON.
 """
 
 from __future__ import annotations
@@ -158,6 +158,11 @@ def save_picture(pic, path: Union[str, Path], fps: float = 4.0) -> Path:
     return path
 
 
+def _why(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
 def _build_and_save(build: Callable[[], object], path: Path, fps: float, conn) -> None:
     """Child process body of :func:`picture`: sends None when written, else why not."""
     try:
@@ -167,7 +172,7 @@ def _build_and_save(build: Callable[[], object], path: Path, fps: float, conn) -
         save_picture(build(), path, fps=fps)
         conn.send(None)
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
-        conn.send(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        conn.send(_why(exc))
 
 
 def _run_with_limit(build: Callable[[], object], path: Path, fps: float,
@@ -226,7 +231,7 @@ def picture(out_dir: Union[str, Path], filename: str, build: Callable[[], object
             out.mkdir(parents=True, exist_ok=True)
             why = _run_with_limit(build, out / filename, fps, timeout)
         except Exception as exc:  # noqa: BLE001 - a picture must never fail a benchmark
-            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            why = _why(exc)
         if why is None:
             print(f"wrote {out / filename} in {time.perf_counter() - start:.1f} s", flush=True)
             return filename
