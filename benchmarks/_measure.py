@@ -149,10 +149,12 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
                  return_model: bool = False, device: str = "cpu") -> dict:
     """Train registry model ``name`` for ``minutes``, evaluate it, and :func:`measure` it.
 
-    The cosine schedule is sized to the time budget: one throw-away step is timed and the
-    number of epochs is chosen so that ``epochs * steps_per_epoch`` steps take about
-    ``minutes``; ``TrainConfig.max_minutes`` stops training at the budget in any case.
-    Validation runs once, at the end; the returned model is the last one. Training and
+    The cosine schedule is paced by the clock (``TrainConfig(schedule="time")``): it ends
+    when ``minutes`` run out, however fast the machine runs, e.g. when another job shares
+    the cores after the start. A few throw-away steps are timed and the planned epochs
+    hold twice the steps they estimate, a ceiling that only a machine much faster than
+    that estimate reaches first. Validation runs once, at the end; the returned model is
+    the last one. Training and
     evaluation run on ``device`` (``evaluate`` uses the device of the model's parameters);
     the model is then moved to the CPU, measured there and returned there.
 
@@ -167,9 +169,9 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
     model = models.create(name, **kwargs)
     step_s = _seconds_per_step(model, train_set, batch_size, device)
     steps_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
-    epochs = max(1, int(minutes * 60 / step_s / steps_per_epoch))
+    epochs = max(1, int(2 * minutes * 60 / step_s / steps_per_epoch))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         max_minutes=minutes, progress=False, tensorboard=False,
+                         max_minutes=minutes, schedule="time", progress=False, tensorboard=False,
                          eval_every=epochs, warmup_steps=min(10, epochs * steps_per_epoch // 10),
                          grad_clip=10.0, device=device)
     t0 = time.perf_counter()
@@ -177,6 +179,10 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
                    num_classes=len(class_names))
     train_minutes = (time.perf_counter() - t0) / 60
     model.to(device)  # train() put it there already; evaluate() runs where it is
+    val = result.final
+    if val is None and val_set:  # stopped by the clock inside an epoch
+        val = evaluate(model, val_set, batch_size=batch_size, num_classes=len(class_names),
+                       class_names=class_names)
     tests = {key: evaluate(model, ds, batch_size=batch_size, num_classes=len(class_names),
                            class_names=class_names) for key, ds in test_sets.items()}
     model.cpu()  # the cost is CPU cost
@@ -188,7 +194,7 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
                       "device": device,
                       "final_loss": next((r["loss"] for r in reversed(result.history)
                                           if r.get("split") == "train"), None)},
-            "val": result.final, "test": tests, "cost": cost,
+            "val": val, "test": tests, "cost": cost,
             **({"trained_model": model} if return_model else {})}
 
 

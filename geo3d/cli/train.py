@@ -66,7 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          seed=args.seed, out_dir=args.out, resume=args.resume,
                          num_workers=args.workers, device=args.device, progress=not args.quiet,
                          max_minutes=args.max_minutes, log_every=args.log_every,
-                         warmup_steps=args.warmup_steps)
+                         warmup_steps=args.warmup_steps, schedule=args.schedule)
     metadata = {"data": args.data, "num_points": args.num_points, "seed": args.seed,
                 "size": args.size, "val_size": args.val_size}
     result = train(model, train_set, config, val_dataset=val_set, model_name=args.model,
@@ -124,6 +124,9 @@ def register(sub) -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--resume", action="store_true", help="resume from OUT/last.pt if present")
     tr.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this")
+    tr.add_argument("--schedule", choices=("steps", "time"), default="steps",
+                    help="pace the cosine decay by steps (default, reproducible) or by the clock "
+                         "(needs --max-minutes: the decay ends when the time runs out)")
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     tr.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     tr.add_argument("--log-every", type=int, default=10)

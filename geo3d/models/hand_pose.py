@@ -191,6 +191,13 @@ class HandPoseNet(nn.Module):
         # per joint, the regression's share of the output is sigmoid(blend_logit)
         self.blend_logit = nn.Parameter(torch.full((NUM_JOINTS, 1), -2.0))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the learned blend averaged voting and regression
+        key = prefix + "blend_logit"
+        if key not in state_dict and any(k.startswith(prefix) for k in state_dict):
+            state_dict[key] = torch.zeros_like(self.blend_logit)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------------ stages
     def localize(self, pos: Tensor, x: Optional[Tensor], batch: Tensor, num_graphs: int):
         """Stage 1: ``(loc_index, logits [B * loc_points, 2] (hand, forearm), centre [B, 3])``."""

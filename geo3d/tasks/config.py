@@ -54,6 +54,13 @@ class TrainConfig:
             checkpoint); None: no limit. The cosine schedule always spans
             ``epochs * steps_per_epoch``, so a stopped run resumes exactly.
         max_minutes: Stop (and checkpoint) after this much wall time; None: no limit.
+        schedule: ``"steps"`` (default): the cosine schedule is paced by the step count, so
+            a run is bit-identical whatever the machine's speed. ``"time"`` (needs
+            ``max_minutes``): it is paced by whichever comes first, the planned steps or
+            the clock (progress ``max(step / total, minutes / max_minutes)``), so the
+            learning rate reaches its end value when the time budget runs out even if the
+            machine is slower than planned; ``max_minutes`` then counts the whole run,
+            across resumes. Not bit-identical between runs.
         tensorboard: Also write TensorBoard events (needs the ``tensorboard`` package).
             Default True.
         find_unused_parameters: Passed to DistributedDataParallel. Default False.
@@ -77,6 +84,7 @@ class TrainConfig:
     progress: bool = True
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None
+    schedule: str = "steps"
     tensorboard: bool = True
     find_unused_parameters: bool = False
 
@@ -96,6 +104,10 @@ class TrainConfig:
             _int("max_steps", self.max_steps, 1)
         if self.max_minutes is not None:
             _float("max_minutes", self.max_minutes, 0.0, allow_low=False)
+        if self.schedule not in ("steps", "time"):
+            raise InvalidInputError(f"schedule must be 'steps' or 'time', got {self.schedule!r}")
+        if self.schedule == "time" and self.max_minutes is None:
+            raise InvalidInputError("schedule='time' paces the learning rate by max_minutes: set it")
         if self.out_dir is not None and not isinstance(self.out_dir, (str, Path)):
             raise InvalidInputError(f"out_dir must be a path or None, got {self.out_dir!r}")
         if not isinstance(self.resume, (bool, str, Path)):

@@ -82,8 +82,11 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def cosine_schedule(step: int, total_steps: int, warmup_steps: int = 0,
-                    min_lr_ratio: float = 0.0) -> float:
+                    min_lr_ratio: float = 0.0, elapsed_fraction: float = 0.0) -> float:
     """Learning-rate factor at ``step``: linear warm-up, then cosine decay to ``min_lr_ratio``.
+
+    After the warm-up the decay's progress is the larger of the step fraction and
+    ``elapsed_fraction`` (the spent fraction of a time budget; 0: paced by steps only).
 
     Reference: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm
     Restarts", ICLR 2017 (one cycle, no restarts).
@@ -91,7 +94,7 @@ def cosine_schedule(step: int, total_steps: int, warmup_steps: int = 0,
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
-    t = min(1.0, (step - warmup_steps) / span)
+    t = min(1.0, max((step - warmup_steps) / span, elapsed_fraction))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -187,9 +190,11 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
         total = config.epochs * self.steps_per_epoch
+        self.minutes_before, self.started, self.minutes_agreed = 0.0, None, 0.0
 
         def factor(step: int) -> float:  # a plain function: LambdaLR does not store it
-            return cosine_schedule(step, total, config.warmup_steps, config.min_lr_ratio)
+            spent = self.minutes_agreed / config.max_minutes if config.schedule == "time" else 0.0
+            return cosine_schedule(step, total, config.warmup_steps, config.min_lr_ratio, spent)
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.out_dir = None if config.out_dir is None else Path(config.out_dir)
@@ -222,6 +227,7 @@ class _Trainer:
         set_rng_state(state["rng"])
         self.result.history = list(state.get("history", []))
         self.result.best = state.get("best")
+        self.minutes_before = self.minutes_agreed = float(state.get("minutes", 0.0))
         self._resumed = True
 
     # ---------------------------------------------------------------- files
@@ -233,7 +239,7 @@ class _Trainer:
             "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch, "step": self.step, "rng": get_rng_state(),
             "config": self.config.to_dict(), "task": self.task, "best": self.result.best,
-            "history": self.result.history, **self.meta,
+            "history": self.result.history, "minutes": self._minutes(), **self.meta,
         })
 
     def _log(self, row: dict) -> None:
@@ -250,15 +256,21 @@ class _Trainer:
                           num_workers=self.config.num_workers, drop_last=self.drop_last,
                           generator=generator, worker_init_fn=_seed_worker)
 
-    def _should_stop(self, start: float) -> Optional[str]:
+    def _minutes(self) -> float:
+        """Training minutes so far, those before a resume included."""
+        run = 0.0 if self.started is None else (time.monotonic() - self.started) / 60
+        return self.minutes_before + run
+
+    def _should_stop(self) -> Optional[str]:
         c = self.config
-        reason = 0
         if c.max_steps is not None and self.step >= c.max_steps:
-            reason = 1
-        elif c.max_minutes is not None:
-            late = (time.monotonic() - start) / 60 >= c.max_minutes
-            reason = 2 * int(all_reduce(torch.tensor(int(late)), "max"))  # ranks agree
-        return (None, "max_steps", "max_minutes")[reason]
+            return "max_steps"
+        if c.max_minutes is None:
+            return None
+        # ranks agree on the clock: it paces their learning rate (schedule="time")
+        self.minutes_agreed = float(all_reduce(torch.tensor(self._minutes(), dtype=torch.float64), "max"))
+        counted = self.minutes_agreed - (0.0 if c.schedule == "time" else self.minutes_before)
+        return "max_minutes" if counted >= c.max_minutes else None
 
     def _train_step(self, batch) -> tuple[float, float]:
         """One optimizer step; returns the loss and the learning rate it used."""
@@ -294,7 +306,8 @@ class _Trainer:
             self.result.best_checkpoint = self._save("best.pt") or self.result.best_checkpoint
 
     def run(self) -> TrainResult:
-        c, start, stopped = self.config, time.monotonic(), None
+        c, stopped = self.config, None
+        start = self.started = time.monotonic()
         show = c.progress and self.info.is_main
         window, count = 0.0, 0
         while self.epoch < c.epochs and stopped is None:
@@ -312,7 +325,7 @@ class _Trainer:
                                "seconds": round(time.monotonic() - start, 3)})
                     bar.set_postfix(loss=f"{float(mean[0] / mean[1]):.4f}", lr=f"{lr:.2e}")
                     window, count = 0.0, 0
-                stopped = self._should_stop(start)
+                stopped = self._should_stop()
                 if stopped:
                     break
             bar.close()

@@ -106,6 +106,19 @@ def test_output_blends_vote_and_regression_per_joint(frames):
     torch.testing.assert_close(out["joints_local"][:, 10:], out["regression"][:, 10:])
 
 
+def test_a_checkpoint_from_before_the_blend_loads_as_the_plain_average(frames):
+    model = _model("hand_pose", width=4, depth=2).eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "blend_logit"}
+    old = _model("hand_pose", width=4, depth=2).eval()
+    old.load_state_dict(state)  # strict: the missing blend is filled in
+    assert torch.equal(old.blend_logit, torch.zeros(21, 1))
+    with torch.no_grad():
+        out = old(frames[0])
+    torch.testing.assert_close(out["joints_local"], (out["vote"] + out["regression"]) / 2)
+    with pytest.raises(RuntimeError, match="Missing key"):  # other keys are still checked
+        old.load_state_dict({k: v for k, v in state.items() if k != "global_head.0.weight"})
+
+
 def test_eval_is_per_sample_and_float64(frames):
     model = _model("hand_pose", width=4, depth=2).eval()
     with torch.no_grad():

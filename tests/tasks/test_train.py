@@ -170,6 +170,24 @@ def test_cosine_schedule():
     assert cosine_schedule(5, 10) == pytest.approx(0.5)
     assert [cosine_schedule(s, 10, warmup_steps=2) for s in (0, 1, 2)] == [0.5, 1.0, 1.0]
     assert cosine_schedule(10, 10, min_lr_ratio=0.1) == pytest.approx(0.1)
+    # a spent time budget paces the decay when it is ahead of the steps, never behind
+    assert cosine_schedule(2, 10, elapsed_fraction=0.5) == pytest.approx(0.5)
+    assert cosine_schedule(5, 10, elapsed_fraction=0.1) == pytest.approx(0.5)
+    assert cosine_schedule(0, 10, warmup_steps=2, elapsed_fraction=0.9) == 0.5
+
+
+def test_time_schedule_reaches_the_end_lr_when_the_budget_runs_out(tmp_path):
+    budget = 0.03  # minutes; the planned 3,000 steps would take far longer
+    cfg = _cfg(epochs=1000, max_minutes=budget, schedule="time", out_dir=tmp_path)
+    r = train(_fresh(), seg_dataset(), cfg)
+    lrs = [row["lr"] for row in r.history if row["split"] == "train"]
+    assert r.stopped == "max_minutes" and r.steps < 1000
+    assert lrs[0] > 0.9 * cfg.lr and lrs[-1] < 0.1 * cfg.lr  # steps alone: still ~lr
+    assert load_checkpoint(tmp_path / "last.pt")["minutes"] >= budget
+    # max_minutes counts the whole run: resumed, it is already spent
+    again = train(_fresh(), seg_dataset(), _cfg(epochs=1000, max_minutes=budget, schedule="time",
+                                                out_dir=tmp_path, resume=True))
+    assert again.stopped == "max_minutes" and again.steps == r.steps + 1
 
 
 def test_bad_arguments_are_named():
@@ -181,6 +199,10 @@ def test_bad_arguments_are_named():
         TrainConfig(device="tpu")
     with pytest.raises(InvalidInputError, match="resume=True needs out_dir"):
         TrainConfig(resume=True)
+    with pytest.raises(InvalidInputError, match="schedule must be"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(InvalidInputError, match="max_minutes"):
+        TrainConfig(schedule="time")
     with pytest.raises(InvalidInputError, match="batch_size"):
         TrainConfig(batch_size=True)
     with pytest.raises(InvalidInputError, match="model.task"):
