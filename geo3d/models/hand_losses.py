@@ -22,8 +22,9 @@ from torch import Tensor
 from geo3d.errors import InvalidInputError
 from geo3d.sim.hand import ANGLE_LIMITS, BONES
 
-__all__ = ["bone_lengths", "bone_length_loss", "joint_angles", "joint_angle_loss",
-           "surface_violation", "inside_hand_loss"]
+__all__ = ["bone_lengths", "bone_length_loss", "template_proportions", "bone_proportion_loss",
+           "refine_bone_proportions", "joint_angles", "joint_angle_loss", "surface_violation",
+           "inside_hand_loss"]
 
 _PARENT = torch.tensor([p for p, _ in BONES])
 _CHILD = torch.tensor([c for _, c in BONES])
@@ -62,6 +63,57 @@ def bone_length_loss(pred: Tensor, target: Tensor, scale_weight: float = 1.0) ->
     st = lt.mean(1, keepdim=True).clamp_min(1e-9)
     ratio = (lp / sp - lt / st).abs().mean(1)
     return (ratio + scale_weight * ((sp - st).abs() / st)[:, 0]).mean()
+
+
+def template_proportions() -> Tensor:
+    """The 20 bone lengths of the simulator's template hand over their mean, ``[20]``."""
+    import numpy as np
+
+    from geo3d.sim.hand import HandPose, HandShape, hand_joints
+
+    flat = HandPose(np.zeros(5), np.zeros((4, 4)))
+    lengths = bone_lengths(torch.tensor(hand_joints(HandShape.template(), flat))[None])[0]
+    return (lengths / lengths.mean()).float()
+
+
+def bone_proportion_loss(joints: Tensor, proportions: Tensor) -> Tensor:
+    """Per hand, ``mean_b |l_b / s - p_b|``: bone lengths ``l`` over their mean ``s`` against
+    fixed proportions ``p`` ``[20]`` (e.g. :func:`template_proportions`). ``[B, 21, 3] ->
+    [B]``; needs no ground truth, so it can act at inference."""
+    lengths = bone_lengths(_check_joints(joints, "joints"))
+    scale = lengths.mean(1, keepdim=True).clamp_min(1e-9)
+    return (lengths / scale - proportions.to(lengths)).abs().mean(1)
+
+
+def refine_bone_proportions(joints: Tensor, proportions: Tensor, steps: int = 10) -> Tensor:
+    """Predicted joints moved to consistent bone proportions, a test-time projection.
+
+    ``steps`` Jacobi iterations of position-based constraint projection (Mueller et al.,
+    "Position Based Dynamics", 2007): each bone ``b`` is pulled to the length ``p_b * s``
+    (``s`` the hand's current mean bone length) by moving both of its joints along it, the
+    moves of a joint averaged over its bones. No autograd, about a millisecond. On a
+    ``hand_pose`` trained 30 minutes (300 synthetic test frames), 10 steps took the
+    bone-length error from 4.15 to 3.14 mm and the mean joint error from 14.51 to 14.38 mm
+    (joints outside the hand 7.0 -> 7.3%).
+
+    Args:
+        joints: ``[B, 21, 3]``.
+        proportions: ``[20]`` bone lengths over their mean (:func:`template_proportions`).
+        steps: iterations (0: the joints unchanged).
+    """
+    if steps <= 0:
+        return joints
+    per_joint = torch.bincount(torch.cat([_PARENT, _CHILD]), minlength=joints.shape[1])
+    per_joint = per_joint.to(joints)[:, None]  # bones meeting at each joint
+    ratio = proportions.to(joints)[:, None]
+    for _ in range(steps):
+        v = joints[:, _CHILD] - joints[:, _PARENT]  # [B, 20, 3]
+        length = _safe_norm(v, keepdim=True).clamp_min(1e-9)
+        target = ratio * length.mean(1, keepdim=True)
+        half = (length - target) / length * v / 2
+        move = torch.zeros_like(joints).index_add_(1, _PARENT, half).index_add_(1, _CHILD, -half)
+        joints = joints + move / per_joint
+    return joints
 
 
 def _safe_norm(v: Tensor, keepdim: bool = False) -> Tensor:

@@ -31,6 +31,11 @@ PyG message passing, fpsample FPS, scipy neighbour search) and ``torch.linalg.ei
    estimate: on a model trained 30 min with the plain average, voting alone scored 13.2 mm
    against 14.5 for the average and 19.7 for regression alone.
 6. Joints are mapped back to the camera frame.
+7. **Bone-proportion refinement** (eval only, when the ``bone`` loss term is on):
+   ``refine_steps`` iterations of constraint projection give the bones the template
+   hand's proportions at the hand's own predicted scale, moving joints as little as they can
+   (:func:`geo3d.models.hand_losses.refine_bone_proportions`; ``joints_network`` keeps the
+   unrefined ones).
 
 The losses (:meth:`HandPoseNet.loss`) are documented terms with the weights of
 :class:`HandPoseLossWeights`; the structural ones are in :mod:`geo3d.models.hand_losses`.
@@ -50,7 +55,8 @@ from torch_geometric.nn import global_max_pool
 from geo3d.errors import InvalidInputError
 from geo3d.models._layers import check_int, check_model_input, mlp
 from geo3d.models.backbones.pointnet2 import PointNet2, knn_interpolate
-from geo3d.models.hand_losses import bone_length_loss, inside_hand_loss, joint_angle_loss
+from geo3d.models.hand_losses import (bone_length_loss, inside_hand_loss, joint_angle_loss,
+                                     refine_bone_proportions, template_proportions)
 from geo3d.models.registry import register
 
 __all__ = ["HandPoseLossWeights", "HandPoseNet", "hand_pose", "hand_pose_small"]
@@ -158,6 +164,8 @@ class HandPoseNet(nn.Module):
         norm_scale: metres per unit of the normalised frame.
         head_hidden: hidden width of the joint heads.
         weights: loss weights.
+        refine_steps: steps of the eval-time bone-proportion refinement (0: off; it also
+            stays off when ``weights.bone`` is 0).
 
     Shapes:
         ``data.pos [N, 3]`` (camera frame, metres), ``data.batch [N]`` -> a dict with
@@ -167,7 +175,8 @@ class HandPoseNet(nn.Module):
         ``crop_pos [B, num_points, 3]`` (camera frame), ``crop_prob`` and ``crop_forearm_prob``
         ``[B, num_points]``,
         ``local_pos [B, num_points, 3]``, ``offsets [B, num_points, 21, 3]``,
-        ``frame_origin [B, 3]`` and ``frame_axes [B, 3, 3]``.
+        ``frame_origin [B, 3]`` and ``frame_axes [B, 3, 3]``, ``joints_network [B, 21, 3]``
+        (camera frame, before the refinement; equal to ``joints`` in training).
     """
 
     task = "hand_pose"
@@ -175,8 +184,11 @@ class HandPoseNet(nn.Module):
     def __init__(self, localizer: PointNet2, loc_channels: int, backbone: PointNet2,
                  feature_channels: int, in_channels: int = 0, loc_points: int = 512,
                  num_points: int = 512, crop_radius: float = 0.15, norm_scale: float = 0.1,
-                 head_hidden: int = 64, weights: HandPoseLossWeights = HandPoseLossWeights()) -> None:
+                 head_hidden: int = 64, weights: HandPoseLossWeights = HandPoseLossWeights(),
+                 refine_steps: int = 10) -> None:
         super().__init__()
+        self.refine_steps = refine_steps
+        self.register_buffer("bone_proportions", template_proportions(), persistent=False)
         self.in_channels = in_channels
         self.loc_points, self.num_points = loc_points, num_points
         self.crop_radius, self.norm_scale = crop_radius, norm_scale
@@ -281,8 +293,11 @@ class HandPoseNet(nn.Module):
         reg = self.global_head(global_max_pool(h, crop_batch, size=num_graphs))
         reg = reg.view(num_graphs, NUM_JOINTS, 3)
         joints_local = torch.lerp(vote, reg, torch.sigmoid(self.blend_logit))
-        joints = torch.einsum("bjd,bcd->bjc", joints_local * self.norm_scale, axes) + origin[:, None]
-        return {"joints": joints, "joints_local": joints_local, "vote": vote, "regression": reg,
+        network = torch.einsum("bjd,bcd->bjc", joints_local * self.norm_scale, axes) + origin[:, None]
+        joints = network
+        if not self.training and self.weights.bone > 0:
+            joints = refine_bone_proportions(network, self.bone_proportions, self.refine_steps)
+        return {"joints": joints, "joints_network": network, "joints_local": joints_local, "vote": vote, "regression": reg,
                 "hand_logits": loc_logits[:, 0], "forearm_logits": loc_logits[:, 1],
                 "loc_index": loc_index, "centre": centre, "crop_index": crop_index,
                 "crop_pos": crop_pos, "crop_prob": prob, "crop_forearm_prob": arm_prob,
@@ -388,6 +403,7 @@ def hand_pose(
     max_neighbors: int = 32,
     head_hidden: Optional[int] = None,
     weights: Optional[HandPoseLossWeights] = None,
+    refine_steps: int = 10,
 ) -> HandPoseNet:
     """The hand-pose pipeline of :mod:`geo3d.models.hand_pose`.
 
@@ -413,6 +429,7 @@ def hand_pose(
         max_neighbors: neighbours per centroid in both backbones (default 32).
         head_hidden: hidden width of the joint heads (default ``4 * width``).
         weights: loss weights (default ``HandPoseLossWeights()``: every term on).
+        refine_steps: eval-time bone-proportion refinement steps (default 10; 0: off).
     """
     check_int(in_channels, "in_channels", 0)
     if num_classes != NUM_JOINTS or isinstance(num_classes, bool):
@@ -426,6 +443,7 @@ def hand_pose(
     check_int(loc_points, "loc_points", 16)
     check_int(num_points, "num_points", 16)
     check_int(max_neighbors, "max_neighbors", 1)
+    check_int(refine_steps, "refine_steps", 0)
     crop_radius = _check_float(crop_radius, "crop_radius")
     norm_scale = _check_float(norm_scale, "norm_scale")
     head_hidden = 4 * width if head_hidden is None else check_int(head_hidden, "head_hidden", 1)
@@ -437,13 +455,15 @@ def hand_pose(
     net, c = _pointnet2(in_channels + 2, width, depth, (0.25, 0.5, 1.0, 2.0), (0.25,) * 4,
                         max_neighbors)
     return HandPoseNet(loc, loc_c, net, c, in_channels, loc_points, num_points, crop_radius,
-                       norm_scale, head_hidden, weights)
+                       norm_scale, head_hidden, weights, refine_steps)
 
 
 @register("hand_pose_small")
 def hand_pose_small(*, in_channels: int = 0, num_classes: int = NUM_JOINTS, width: int = 8,
-                    depth: int = 3, weights: Optional[HandPoseLossWeights] = None) -> HandPoseNet:
+                    depth: int = 3, weights: Optional[HandPoseLossWeights] = None,
+                    refine_steps: int = 10) -> HandPoseNet:
     """:func:`hand_pose` with ``width=8``, ``loc_width=4``, ``loc_points=512``,
     ``head_hidden=32``: under 100k parameters. Args as there."""
     return hand_pose(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth,
-                     loc_width=4, loc_points=512, head_hidden=32, weights=weights)
+                     loc_width=4, loc_points=512, head_hidden=32, weights=weights,
+                     refine_steps=refine_steps)

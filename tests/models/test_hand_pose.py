@@ -13,8 +13,9 @@ from torch_geometric.data import Batch, Data
 from geo3d.datasets import SyntheticHands
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
-from geo3d.models.hand_losses import (bone_length_loss, inside_hand_loss, joint_angle_loss,
-                                      surface_violation)
+from geo3d.models.hand_losses import (bone_length_loss, bone_lengths, bone_proportion_loss,
+                                      inside_hand_loss, joint_angle_loss, refine_bone_proportions,
+                                      surface_violation, template_proportions)
 from geo3d.models.hand_pose import FOREARM_LABEL, HandPoseLossWeights, _principal_frame
 from geo3d.sim.depth_camera import DepthCamera
 from geo3d.sim.hand import HandPose, hand_joints, sample_pose, sample_shape
@@ -82,8 +83,9 @@ def test_camera_frame_round_trip(frames):
     model = _model("hand_pose", width=4, depth=2).eval()
     with torch.no_grad():
         out = model(frames[0])
-    # joints in the camera frame map to joints_local through the normalisation frame
-    torch.testing.assert_close(model.to_local(out["joints"], out), out["joints_local"], rtol=1e-4, atol=1e-4)
+    # the network's joints in the camera frame map to joints_local through the normalisation frame
+    torch.testing.assert_close(model.to_local(out["joints_network"], out), out["joints_local"],
+                               rtol=1e-4, atol=1e-4)
     axes = out["frame_axes"][0]
     torch.testing.assert_close(axes.T @ axes, torch.eye(3), atol=1e-5, rtol=0)
     assert torch.det(axes) > 0
@@ -218,6 +220,39 @@ def test_bone_length_loss():
     assert bone_length_loss(bad, gt, scale_weight=0.0) > 0.01
     with pytest.raises(InvalidInputError, match="pred"):
         bone_length_loss(gt[:, :20], gt)
+
+
+def test_refinement_restores_bone_proportions_near_the_prediction():
+    truth = _gt_hands(64, seed=3).float()
+    noisy = truth + 0.004 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
+    p = template_proportions()
+    assert p.shape == (20,) and torch.isclose(p.mean(), torch.tensor(1.0))
+    with torch.inference_mode():  # as in a benchmark's latency run
+        refined = refine_bone_proportions(noisy, p)
+    assert bone_proportion_loss(refined, p).mean() < 0.3 * bone_proportion_loss(noisy, p).mean()
+    bone_err = lambda j: (bone_lengths(j) - bone_lengths(truth)).abs().mean()  # noqa: E731
+    assert bone_err(refined) < 0.7 * bone_err(noisy)
+    assert (refined - noisy).norm(dim=-1).mean() < 0.006  # it stays near the prediction
+    assert (refined - truth).norm(dim=-1).mean() <= (noisy - truth).norm(dim=-1).mean()
+    assert refine_bone_proportions(noisy, p, steps=0) is noisy
+
+
+def test_the_model_refines_only_in_eval_with_the_bone_term_on(frames):
+    model = _model("hand_pose", width=4, depth=2)
+    with torch.no_grad():
+        out = model.train()(Batch.from_data_list(frames[:2]))
+        assert out["joints"] is out["joints_network"]
+        out = model.eval()(frames[0])
+        assert not torch.equal(out["joints"], out["joints_network"])
+        model.refine_steps = 0
+        out = model(frames[0])
+        assert torch.equal(out["joints"], out["joints_network"])
+        model.refine_steps = 10
+        model.weights = HandPoseLossWeights(bone=0.0)
+        out = model(frames[0])
+        assert torch.equal(out["joints"], out["joints_network"])
+    with pytest.raises(InvalidInputError, match="refine_steps"):
+        create("hand_pose", refine_steps=-1)
 
 
 def test_joint_angle_loss_zero_within_limits_positive_outside():
