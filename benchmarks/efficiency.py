@@ -133,7 +133,7 @@ def variants(name: str, dense, data: dict, args, names) -> Dict[str, Callable[[]
         "structured50_ft": structured,
         "magnitude50": lambda: prune(dense, PruneConfig(amount=0.5, scope="global")),
         "ltp": lambda: prune(dense, PruneConfig(method="ltp", steps=steps, lr=args.lr / 4,
-                                                threshold_lr=0.05, l0_weight=l0_weight,
+                                                threshold_lr=args.threshold_lr, l0_weight=l0_weight,
                                                 finetune_steps=args.ltp_finetune), batches),
         "lsq4": lambda: quantize(dense, QuantConfig(method="qat_lsq", bits=4, steps=steps,
                                                     lr=args.lr / 4), batches),
@@ -335,6 +335,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="LTP / LSQ+ steps (default 300; --quick 30)")
     ap.add_argument("--l0-weight", type=float, default=None,
                     help="LTP soft-L0 weight (default: LTP_L0_WEIGHT per model, else 3)")
+    ap.add_argument("--threshold-lr", type=float, default=0.05,
+                    help="LTP learning rate of the thresholds (Adam moves each by about this "
+                         "much per step, so with few steps it caps the sparsity; default 0.05)")
     ap.add_argument("--ltp-finetune", type=int, default=None,
                     help="LTP fine-tuning steps with the mask fixed (default: 3x --steps)")
     ap.add_argument("--dense-cache", default=None,
@@ -364,6 +367,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tasks: dict = {}
     settings = dict(quick=q, minutes=minutes, finetune_minutes=args.finetune_minutes,
                     steps=args.steps, ltp_finetune=args.ltp_finetune, l0_weight=args.l0_weight,
+                    threshold_lr=args.threshold_lr,
                     seed=args.seed, repeats=repeats, models=models,
                     variants=args.variants, num_points=num_points, sizes=sizes,
                     latency_batch=latency_batch, lr=args.lr, device=device)

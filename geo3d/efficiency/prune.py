@@ -81,7 +81,11 @@ class PruneConfig:
         steps: LTP training steps (default 200).
         lr: LTP learning rate of the weights (default 1e-3, Adam).
         threshold_lr: LTP learning rate of the thresholds, in units of each layer's
-            initial ``mean(w^2)`` (default 1e-2).
+            initial ``mean(w^2)`` (default 1e-2). Adam moves a threshold by about this
+            much per step whatever the penalty's size, so ``steps * threshold_lr`` caps how
+            high it can rise; ``l0_weight`` sets where the thresholds settle only below that
+            cap. Measured on ``gem_seg``: at 0.05 and 150 steps every large layer stopped at
+            9-11% of its weights, soft-L0 weight 3 or 5 alike.
         l0_weight: LTP weight of the soft-L0 penalty, the soft fraction of all prunable
             weights kept (default 1.0; larger: sparser).
         temperature: LTP sigmoid temperature relative to ``mean(w^2)`` (default 0.1).
