@@ -396,6 +396,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         dense_times = []
         for variant in args.variants:
             row: dict = {"model": name, "variant": variant}
+            print(f"[{name}/{variant}] building ({time.strftime('%H:%M:%S')})", flush=True)
             t0 = time.perf_counter()
             try:
                 model = builders[variant]()
@@ -405,6 +406,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"[{name}/{variant}] {row['error']}", flush=True)
                 continue
             row["transform_seconds"] = time.perf_counter() - t0
+            print(f"[{name}/{variant}] built in {row['transform_seconds']:.0f} s; testing", flush=True)
             model.eval()
             row["mIoU"] = evaluate(model, data["test"], batch_size=bs, num_classes=len(names),
                                    class_names=names)["mIoU"]
