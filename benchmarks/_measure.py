@@ -121,9 +121,9 @@ def _seconds_per_step(model: nn.Module, dataset: Sequence, batch_size: int,
                       device: str = "cpu") -> float:
     """Seconds of one optimizer step on ``device``, timed on a throw-away copy: the fastest
     of up to three steps after one warm-up. Early steps of a fresh process can be several
-    times slower than the steady state (a 20-minute run measured 2.3 s against 0.58 s),
-    which would shrink the planned schedule as many times; an estimate on the fast side
-    only lets ``max_minutes`` stop the schedule shortly before its end."""
+    times slower than the steady state (a 20-minute run measured 2.3 s against 0.58 s), so
+    the fastest is the better estimate; :func:`fit_and_test` paces its schedule by the
+    clock anyway and uses this only for a ceiling on the steps."""
     from torch_geometric.loader import DataLoader
 
     probe = copy.deepcopy(model).to(device).train()
