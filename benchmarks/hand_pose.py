@@ -3,7 +3,8 @@
 The ``hand_pose`` pipeline (:mod:`geo3d.models.hand_pose`: localise the hand and forearm
 in the full depth frame, crop, a box from the forearm to the hand, PointNet++, offset
 voting + regression) is trained from scratch on ``SyntheticHands`` frames for a fixed wall-time budget per run (``--minutes``) with AdamW
-and a cosine schedule sized to the budget (``benchmarks/_measure.fit_and_test``), at two
+and a cosine schedule paced by the clock, so it ends with the budget
+(``benchmarks/_measure.fit_and_test``), at two
 sizes (``hand_pose_small``, width 8, and ``hand_pose`` with ``--large-width``, >= 10x the
 parameters), under an ablation of the structural terms of
 :mod:`geo3d.models.hand_losses`:
@@ -14,6 +15,10 @@ parameters), under an ablation of the structural terms of
 
 ``--structural-scale`` multiplies the structural weights, to trace the trade-off between
 bone-length error and joint error.
+
+With the bone term on, a model's output includes its eval-time bone-proportion refinement
+(:func:`geo3d.models.hand_losses.refine_bone_proportions`); the Markdown also gives the
+network's own joints without it.
 
 Each model is evaluated on the test split (mean joint error in mm, success rate over
 thresholds, per-joint errors, bone-length error, fraction of joints outside the hand;
@@ -172,11 +177,33 @@ def markdown(result: dict) -> str:
                      f"{fmt(c['latency_ms'])} | {fmt(t['mean_error_mm'])} | {fmt(t['median_error_mm'])} | "
                      f"{fmt(t['success_rate'].get('20mm'), 1, 100)} | {fmt(t['bone_length_error_mm'])} | "
                      f"{fmt(t['outside_fraction'], 1, 100)} | {r['train']['epochs']}")
+    refined = [r for r in runs if r.get("test_network")]
+    if refined:
+        lines += ["", "Without the eval-time bone-proportion refinement (the network's joints):", ""]
+        for r in refined:
+            t = r["test_network"]
+            lines.append(f"- {r['size']} {r['config']}: mean {fmt(t['mean_error_mm'])} mm, bone "
+                         f"{fmt(t['bone_length_error_mm'])} mm, outside "
+                         f"{fmt(t['outside_fraction'], 1, 100)}%")
     lines += ["", "## Targets", ""]
     for line in result["targets"]:
         lines.append(f"- {line}")
     lines += ["", "Success-rate curves: `hand_pose_success.png`.", ""]
     return "\n".join(lines)
+
+
+def network_only(model, test_set, batch_size: int) -> dict | None:
+    """Test metrics of ``model`` without its eval-time bone-proportion refinement (None
+    when it has none: refinement off, or the bone term off)."""
+    from geo3d.tasks import evaluate
+
+    if not model.refine_steps or model.weights.bone == 0:
+        return None
+    steps, model.refine_steps = model.refine_steps, 0
+    try:
+        return evaluate(model, test_set, batch_size=batch_size, num_classes=1, class_names=["hand"])
+    finally:
+        model.refine_steps = steps
 
 
 def targets(runs: List[dict]) -> List[str]:
@@ -278,8 +305,9 @@ def main(argv=None) -> int:
                              class_names=["hand"], example=test_set[0],
                              repeats=args.repeats or (3 if args.quick else 10),
                              memory=not args.no_memory, device=device, return_model=True)
-            shown = (r.pop("trained_model"), f"{name} ({config}), "
-                                             f"{r['test']['test']['mean_error_mm']:.1f} mm mean")
+            model = r.pop("trained_model")
+            r["test_network"] = network_only(model, test_set, batch_size)
+            shown = (model, f"{name} ({config}), {r['test']['test']['mean_error_mm']:.1f} mm mean")
             r.update(size=size, config=config)
             r["kwargs"] = {k: (v.__dict__ if k == "weights" else v) for k, v in kw.items()}
             t = r["test"]["test"]

@@ -230,13 +230,18 @@ def test_temporal_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_hand_pose_smoke(tmp_path):
-    result = _smoke("hand_pose.py", tmp_path, "--configs", "all", "--models", "hand_pose_small",
-                    "--structural-scale", "2")
-    assert [r["config"] for r in result["runs"]] == ["all"]
+    result = _smoke("hand_pose.py", tmp_path, "--configs", "none", "all", "--models",
+                    "hand_pose_small", "--structural-scale", "2")
+    assert [r["config"] for r in result["runs"]] == ["none", "all"]
     assert result["structural_scale"] == 2.0
+    # the bone term brings the eval-time refinement; the network's own joints are reported too
+    none, full = result["runs"]
+    assert none["test_network"] is None
+    assert full["test_network"]["bone_length_error_mm"] != full["test"]["test"]["bone_length_error_mm"]
+    assert "Without the eval-time bone-proportion refinement" in (tmp_path / "hand_pose" / "hand_pose.md").read_text()
     from geo3d.models.hand_pose import HandPoseLossWeights
 
-    assert result["runs"][0]["kwargs"]["weights"]["bone"] == 2 * HandPoseLossWeights().bone
+    assert full["kwargs"]["weights"]["bone"] == 2 * HandPoseLossWeights().bone
 
 
 def test_hand_pose_ablation_weights():
