@@ -57,7 +57,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (add_common_args, add_device_arg, fit_and_test, fmt,  # noqa: E402
                       machine_info, resolve_device, write_outputs)
-from _pictures import add_picture_arg, panel, picture, side_by_side  # noqa: E402
+from _pictures import add_picture_arg, picture  # noqa: E402
 from _rows import cost_fields, make_row  # noqa: E402
 
 CONFIGS = ("none", "bone", "angle", "inside", "all")
@@ -131,34 +131,48 @@ def success_plot(runs: List[dict], path: Path) -> None:
 
 def hand_picture(model, data, title: str, margin: float = 0.04):
     """Depth points within ``margin`` m of the hand's joints' box, seen from the camera,
-    with the ground-truth skeleton | the predicted skeleton."""
-    from torch_geometric.data import Batch, Data
+    with the ground-truth skeleton | the predicted skeleton (matplotlib: Open3D's software
+    rasteriser hung on some of these small scenes, spheres and wide lines alike)."""
+    import matplotlib
 
-    from geo3d.viewers import Camera, hand, points
-    from geo3d.viewers.palettes import NONE_COLOR
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from torch_geometric.data import Batch
+
+    from geo3d.sim.hand import BONES
 
     model.eval()
     with torch.no_grad():
-        pred = model(Batch.from_data_list([data]))["joints"].reshape(-1, 3).cpu()
-    # camera frame (x right, y down, z forward) turned 180 deg about x, so the viewer looks
-    # down -z from above and the viewer's lights fall on the sides facing it
-    flip = torch.tensor([1.0, -1.0, -1.0])
-    gt, pred = data.joints.reshape(-1, 3) * flip, pred * flip
-    pos = data.pos * flip
+        pred = model(Batch.from_data_list([data]))["joints"].reshape(-1, 3).cpu().double()
+    gt, pos = data.joints.reshape(-1, 3).double(), data.pos.double()
     lo, hi = gt.min(0).values - margin, gt.max(0).values + margin
-    near = ((pos >= lo) & (pos <= hi)).all(1)
-    cloud = points(Data(pos=pos[near]), "uniform", color=NONE_COLOR, point_size=2.0)
-    # frame the ground truth and the prediction together: a joint behind the camera makes
-    # the software rasteriser spin on the clipped wide lines
-    both = torch.cat([gt, pred])
-    lo, hi = torch.minimum(lo, both.min(0).values), torch.maximum(hi, both.max(0).values)
-    centre = ((lo + hi) / 2).tolist()
-    size = float((hi - lo).max())
-    camera = Camera(centre, (centre[0], centre[1], hi[2].item() + 1.8 * size), up=(0, 1, 0),
-                    fov=30.0, near=0.05 * size, far=10 * size)
-    return side_by_side([
-        panel(cloud + hand(gt), "ground truth", camera=camera),
-        panel(cloud + hand(pred, predicted=True), f"prediction: {title}", camera=camera)])
+    cloud = pos[((pos >= lo) & (pos <= hi)).all(1) & (pos[:, 2] > 0)]
+
+    def image_plane(p):  # pinhole: x right, y down, z forward
+        return (p[:, :2] / p[:, 2:].clamp_min(1e-3)).numpy()
+
+    colors = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), sharex=True, sharey=True)
+    for ax, joints, name in ((axes[0], gt, "ground truth"), (axes[1], pred, f"prediction: {title}")):
+        if len(cloud):
+            xy = image_plane(cloud)
+            ax.scatter(xy[:, 0], xy[:, 1], s=2, c="0.7", linewidths=0)
+        xy = image_plane(joints)
+        for parent, child in BONES:
+            ax.plot(xy[[parent, child], 0], xy[[parent, child], 1], lw=2.5,
+                    color=colors[min((child - 1) // 4, 4)])
+        ax.scatter(xy[:, 0], xy[:, 1], s=14, c="k", zorder=3)
+        ax.set_title(name, fontsize=9)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].invert_yaxis()  # image rows grow downwards (the axes share y)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
 
 
 def markdown(result: dict) -> str:
