@@ -2,7 +2,7 @@
 
 Each segmentation model (``dgcnn_seg``, ``pointnet2_seg``, ``equivariant_seg``,
 ``voxel_unet_seg``) is trained from scratch for a fixed wall-time budget (``--minutes``,
-default 20) with AdamW and a cosine schedule sized to the budget (``geo3d.tasks.train``),
+default 20) with AdamW and a cosine schedule paced by the clock (``geo3d.tasks.train``),
 then evaluated on the test split (``geo3d.tasks.evaluate``) and measured
 (``benchmarks/_measure.py``: params, MACs with message passing, CPU latency, peak memory,
 size), on two tasks:
