@@ -268,7 +268,8 @@ class _Trainer:
         if c.max_minutes is None:
             return None
         # ranks agree on the clock: it paces their learning rate (schedule="time")
-        self.minutes_agreed = float(all_reduce(torch.tensor(self._minutes(), dtype=torch.float64), "max"))
+        clock = torch.tensor(self._minutes(), dtype=torch.float64)
+        self.minutes_agreed = float(all_reduce(clock, "max"))
         counted = self.minutes_agreed - (0.0 if c.schedule == "time" else self.minutes_before)
         return "max_minutes" if counted >= c.max_minutes else None
 
