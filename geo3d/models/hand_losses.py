@@ -37,6 +37,14 @@ def _check_joints(j: object, name: str) -> Tensor:
     return j
 
 
+def _check_proportions(p: object) -> Tensor:
+    if not isinstance(p, Tensor) or p.shape != _PARENT.shape or not bool(torch.isfinite(p).all()) \
+            or not bool((p > 0).all()):
+        raise InvalidInputError(f"proportions must be {_PARENT.shape[0]} finite positive bone "
+                                f"length ratios, got {p!r:.80}")
+    return p
+
+
 def bone_lengths(joints: Tensor) -> Tensor:
     """Lengths of the 20 bones of :data:`geo3d.sim.hand.BONES`: ``[B, 21, 3] -> [B, 20]``."""
     return _safe_norm(joints[:, _CHILD] - joints[:, _PARENT])
@@ -82,7 +90,7 @@ def bone_proportion_loss(joints: Tensor, proportions: Tensor) -> Tensor:
     [B]``; needs no ground truth, so it can act at inference."""
     lengths = bone_lengths(_check_joints(joints, "joints"))
     scale = lengths.mean(1, keepdim=True).clamp_min(1e-9)
-    return (lengths / scale - proportions.to(lengths)).abs().mean(1)
+    return (lengths / scale - _check_proportions(proportions).to(lengths)).abs().mean(1)
 
 
 def refine_bone_proportions(joints: Tensor, proportions: Tensor, steps: int = 10) -> Tensor:
@@ -100,12 +108,21 @@ def refine_bone_proportions(joints: Tensor, proportions: Tensor, steps: int = 10
         joints: ``[B, 21, 3]``.
         proportions: ``[20]`` bone lengths over their mean (:func:`template_proportions`).
         steps: iterations (0: the joints unchanged).
+
+    Raises:
+        InvalidInputError: joints not ``[B, 21, 3]`` or not finite, proportions not 20
+            finite positive numbers, steps not an integer >= 0.
     """
-    if steps <= 0:
+    _check_joints(joints, "joints")
+    if not bool(torch.isfinite(joints).all()):
+        raise InvalidInputError("joints hold NaN or Inf")
+    ratio = _check_proportions(proportions).to(joints)[:, None]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise InvalidInputError(f"steps must be an integer >= 0, got {steps!r}")
+    if steps == 0:
         return joints
     per_joint = torch.bincount(torch.cat([_PARENT, _CHILD]), minlength=joints.shape[1])
     per_joint = per_joint.to(joints)[:, None]  # bones meeting at each joint
-    ratio = proportions.to(joints)[:, None]
     for _ in range(steps):
         v = joints[:, _CHILD] - joints[:, _PARENT]  # [B, 20, 3]
         length = _safe_norm(v, keepdim=True).clamp_min(1e-9)

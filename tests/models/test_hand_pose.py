@@ -237,6 +237,25 @@ def test_refinement_restores_bone_proportions_near_the_prediction():
     assert refine_bone_proportions(noisy, p, steps=0) is noisy
 
 
+def test_refinement_and_proportion_loss_refuse_bad_input():
+    p, hands = template_proportions(), _gt_hands(2).float()
+    assert refine_bone_proportions(hands[:0], p).shape == (0, 21, 3)  # no hands: nothing to do
+    bad_joints = [hands[0], hands[:, :20], hands.clone().fill_(float("nan")), "joints"]
+    for joints in bad_joints:
+        with pytest.raises(InvalidInputError, match="joints"):
+            refine_bone_proportions(joints, p)
+    for props in (p[:19], p * float("inf"), -p, [1.0] * 20):
+        with pytest.raises(InvalidInputError, match="proportions"):
+            refine_bone_proportions(hands, props)
+        with pytest.raises(InvalidInputError, match="proportions"):
+            bone_proportion_loss(hands, props)
+    for steps in (-1, 2.5, True):
+        with pytest.raises(InvalidInputError, match="steps"):
+            refine_bone_proportions(hands, p, steps)
+    with pytest.raises(InvalidInputError, match="joints"):
+        bone_proportion_loss(hands[:, :, :2], p)
+
+
 def test_the_model_refines_only_in_eval_with_the_bone_term_on(frames):
     model = _model("hand_pose", width=4, depth=2)
     with torch.no_grad():
