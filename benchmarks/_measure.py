@@ -154,9 +154,9 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
     the cores after the start. A few throw-away steps are timed and the planned epochs
     hold twice the steps they estimate, a ceiling that only a machine much faster than
     that estimate reaches first. Validation runs once, at the end; the returned model is
-    the last one. Training and
-    evaluation run on ``device`` (``evaluate`` uses the device of the model's parameters);
-    the model is then moved to the CPU, measured there and returned there.
+    the last one. Training and evaluation run on ``device`` (``evaluate`` uses the device
+    of the model's parameters); the model is then moved to the CPU, measured there and
+    returned there.
 
     Returns:
         ``{"model", "kwargs", "train": {...}, "val": metrics, "test": {name: metrics},
