@@ -55,8 +55,9 @@ from torch_geometric.nn import global_max_pool
 from geo3d.errors import InvalidInputError
 from geo3d.models._layers import check_int, check_model_input, mlp
 from geo3d.models.backbones.pointnet2 import PointNet2, knn_interpolate
-from geo3d.models.hand_losses import (bone_length_loss, inside_hand_loss, joint_angle_loss,
-                                     refine_bone_proportions, template_proportions)
+from geo3d.models.hand_losses import (bone_length_loss, bone_lengths, inside_hand_loss,
+                                     joint_angle_loss, refine_bone_proportions,
+                                     template_proportions, template_scale)
 from geo3d.models.registry import register
 
 __all__ = ["HandPoseLossWeights", "HandPoseNet", "hand_pose", "hand_pose_small"]
@@ -202,12 +203,20 @@ class HandPoseNet(nn.Module):
                                plain_last=True)
         # per joint, the regression's share of the output is sigmoid(blend_logit)
         self.blend_logit = nn.Parameter(torch.full((NUM_JOINTS, 1), -2.0))
+        # the hand's mean bone length, template_scale * exp(output), starting near the template
+        self.scale_head = mlp([feature_channels, head_hidden, 1], norm=False, plain_last=True)
+        with torch.no_grad():
+            self.scale_head[-1].weight.mul_(0.01)
+            self.scale_head[-1].bias.zero_()
+        self.register_buffer("template_scale", torch.tensor(template_scale()), persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints from before the learned blend averaged voting and regression
-        key = prefix + "blend_logit"
-        if key not in state_dict and any(k.startswith(prefix) for k in state_dict):
-            state_dict[key] = torch.zeros_like(self.blend_logit)
+        if any(k.startswith(prefix) for k in state_dict):
+            # checkpoints from before the learned blend averaged voting and regression
+            state_dict.setdefault(prefix + "blend_logit", torch.zeros_like(self.blend_logit))
+            # and from before the scale head: the template's scale
+            for name, value in self.scale_head.state_dict().items():
+                state_dict.setdefault(f"{prefix}scale_head.{name}", torch.zeros_like(value))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ stages
@@ -290,14 +299,17 @@ class HandPoseNet(nn.Module):
         offsets = ph[..., :3]
         attn = torch.softmax(ph[..., 3], dim=1)  # over points, per joint
         vote = (attn[..., None] * (local[:, :, None] + offsets)).sum(1)
-        reg = self.global_head(global_max_pool(h, crop_batch, size=num_graphs))
-        reg = reg.view(num_graphs, NUM_JOINTS, 3)
+        pooled = global_max_pool(h, crop_batch, size=num_graphs)
+        reg = self.global_head(pooled).view(num_graphs, NUM_JOINTS, 3)
+        hand_scale = self.template_scale * torch.exp(self.scale_head(pooled)[:, 0].clamp(-1, 1))
         joints_local = torch.lerp(vote, reg, torch.sigmoid(self.blend_logit))
         network = torch.einsum("bjd,bcd->bjc", joints_local * self.norm_scale, axes) + origin[:, None]
         joints = network
         if not self.training and self.weights.bone > 0:
-            joints = refine_bone_proportions(network, self.bone_proportions, self.refine_steps)
-        return {"joints": joints, "joints_network": network, "joints_local": joints_local, "vote": vote, "regression": reg,
+            joints = refine_bone_proportions(network, self.bone_proportions, self.refine_steps,
+                                             scale=hand_scale.detach())
+        return {"joints": joints, "joints_network": network, "hand_scale": hand_scale,
+                "joints_local": joints_local, "vote": vote, "regression": reg,
                 "hand_logits": loc_logits[:, 0], "forearm_logits": loc_logits[:, 1],
                 "loc_index": loc_index, "centre": centre, "crop_index": crop_index,
                 "crop_pos": crop_pos, "crop_prob": prob, "crop_forearm_prob": arm_prob,
@@ -354,7 +366,9 @@ class HandPoseNet(nn.Module):
                 terms["segmentation"] = terms["segmentation"] + F.binary_cross_entropy_with_logits(
                     outputs["forearm_logits"], arm, pos_weight=arm.new_tensor(5.0))
         if w.bone > 0:
-            terms["bone"] = bone_length_loss(outputs["joints"], gt)
+            true_scale = bone_lengths(gt).mean(1).clamp_min(1e-9)
+            terms["bone"] = bone_length_loss(outputs["joints"], gt) + F.smooth_l1_loss(
+                outputs["hand_scale"].log(), true_scale.log(), beta=0.2)
         if w.angle > 0:
             terms["angle"] = joint_angle_loss(outputs["joints"])
         if w.inside > 0:

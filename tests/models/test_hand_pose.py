@@ -15,7 +15,7 @@ from geo3d.errors import InvalidInputError
 from geo3d.models import create
 from geo3d.models.hand_losses import (bone_length_loss, bone_lengths, bone_proportion_loss,
                                       inside_hand_loss, joint_angle_loss, refine_bone_proportions,
-                                      surface_violation, template_proportions)
+                                      surface_violation, template_proportions, template_scale)
 from geo3d.models.hand_pose import FOREARM_LABEL, HandPoseLossWeights, _principal_frame
 from geo3d.sim.depth_camera import DepthCamera
 from geo3d.sim.hand import HandPose, hand_joints, sample_pose, sample_shape
@@ -235,6 +235,63 @@ def test_refinement_restores_bone_proportions_near_the_prediction():
     assert (refined - noisy).norm(dim=-1).mean() < 0.006  # it stays near the prediction
     assert (refined - truth).norm(dim=-1).mean() <= (noisy - truth).norm(dim=-1).mean()
     assert refine_bone_proportions(noisy, p, steps=0) is noisy
+
+
+def test_refinement_to_a_given_scale_sizes_a_shrunken_hand():
+    truth = _gt_hands(64, seed=4).float()
+    noisy = truth + 0.004 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))
+    centre = noisy.mean(1, keepdim=True)
+    shrunk = centre + 0.8 * (noisy - centre)  # an unsure network's hand: too small
+    p, true_scale = template_proportions(), bone_lengths(truth).mean(1)
+    bone_err = lambda j: (bone_lengths(j) - bone_lengths(truth)).abs().mean()  # noqa: E731
+    own = refine_bone_proportions(shrunk, p)  # keeps the prediction's size
+    sized = refine_bone_proportions(shrunk, p, scale=true_scale)
+    assert bone_err(sized) < 0.5 * bone_err(own)
+    torch.testing.assert_close(bone_lengths(sized).mean(1), true_scale, rtol=0.03, atol=0)
+    assert (sized - truth).norm(dim=-1).mean() < (shrunk - truth).norm(dim=-1).mean()
+    # the template's scale: a plausible adult hand, the mean of the simulated ones within 10%
+    assert abs(template_scale() / float(true_scale.mean()) - 1) < 0.1
+    hands = truth[:2]
+    for scale in (true_scale[:1], true_scale[:2] * 0, torch.full((2,), float("nan")), 0.04):
+        with pytest.raises(InvalidInputError, match="scale"):
+            refine_bone_proportions(hands, p, scale=scale)
+
+
+def test_the_scale_head_learns_the_hand_size_and_sets_the_refined_size(frames):
+    torch.manual_seed(0)
+    model = _model("hand_pose", width=4, depth=2)
+    batch = Batch.from_data_list(frames)
+    true_scale = bone_lengths(batch.joints.view(-1, 21, 3)).mean(1)
+    with torch.no_grad():
+        start = model.eval()(batch)["hand_scale"]
+    torch.testing.assert_close(start, torch.full_like(start, template_scale()), rtol=0.01, atol=0)
+    head = [p for n, p in model.named_parameters() if n.startswith("scale_head")]
+    opt = torch.optim.Adam(head, lr=1e-2)
+    target = true_scale * 1.3  # learnable only through the bone term
+    batch.joints = (batch.joints.view(-1, 21, 3) * 1.3).view(-1, 3)
+    model.train()
+    for _ in range(150):
+        opt.zero_grad()
+        model.loss(model(batch), batch).backward()
+        opt.step()
+    with torch.no_grad():
+        learnt = model(batch)["hand_scale"]  # random crops: the batch's mean size
+        torch.testing.assert_close(learnt.mean(), target.mean(), rtol=0.05, atol=0)
+        out = model.eval()(batch)  # an untrained localiser: other crops, so another scale
+    refined_scale = bone_lengths(out["joints"]).mean(1)
+    torch.testing.assert_close(refined_scale, out["hand_scale"], rtol=0.05, atol=0)
+
+
+def test_a_checkpoint_from_before_the_scale_head_uses_the_template_scale(frames):
+    model = _model("hand_pose", width=4, depth=2).eval()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("scale_head")}
+    old = _model("hand_pose", width=4, depth=2).eval()
+    with torch.no_grad():
+        old.scale_head[-1].bias.fill_(0.5)
+    old.load_state_dict(state)  # strict: the missing head is filled in
+    with torch.no_grad():
+        scale = old(frames[0])["hand_scale"]
+    torch.testing.assert_close(scale, torch.full_like(scale, template_scale()))
 
 
 def test_refinement_and_proportion_loss_refuse_bad_input():
