@@ -69,8 +69,8 @@ RECIPES = {
     "hand_pose_small": Recipe(  # hand pose from a full depth frame
         "hand_pose_small", dict(),
         train=dict(name="synthetic-hands", split="train", size=2000, width=160, height=120),
-        evaluation=dict(name="synthetic-hands", split="test", size=16, seed=0, width=160,
-                        height=120),
+        evaluation=dict(name="synthetic-hands", split="test", size=100, seed=0, width=160,
+                        height=120),  # 16 frames scored retrainings 26 and 49 mm: too few
         epochs=6, batch_size=8, lr=2e-3, tolerance=1.0),  # mm of mean joint error
 }
 

@@ -31,9 +31,14 @@ PyG message passing, fpsample FPS, scipy neighbour search) and ``torch.linalg.ei
    estimate: on a model trained 30 min with the plain average, voting alone scored 13.2 mm
    against 14.5 for the average and 19.7 for regression alone.
 6. Joints are mapped back to the camera frame.
-7. **Bone-proportion refinement** (eval only, when the ``bone`` loss term is on):
+7. **Hand scale**: a head on the same pooled features predicts the hand's mean bone length
+   (``hand_scale``, metres, ``template_scale * exp(head)``), trained in the ``bone`` term.
+   The joints' own size is a poor estimate: a network unsure of a pose shrinks the hand
+   towards its mean pose (a small model trained 3.5 min: 35 mm mean bone against 42 true,
+   uncorrelated with the truth).
+8. **Bone-proportion refinement** (eval only, when the ``bone`` loss term is on):
    ``refine_steps`` iterations of constraint projection give the bones the template
-   hand's proportions at the hand's own predicted scale, moving joints as little as they can
+   hand's proportions at the predicted ``hand_scale``, moving joints as little as they can
    (:func:`geo3d.models.hand_losses.refine_bone_proportions`; ``joints_network`` keeps the
    unrefined ones).
 
@@ -85,7 +90,9 @@ class HandPoseLossWeights:
         regression: the same for the global regression (default 0.5).
         offsets: smooth-L1 of per-point offsets to the joints within 2 units (default 0.5).
         segmentation: binary cross-entropy of the localiser against ``data.y`` (default 1).
-        bone: :func:`~geo3d.models.hand_losses.bone_length_loss` (default 0.02).
+        bone: :func:`~geo3d.models.hand_losses.bone_length_loss` of the joints, plus the
+            scale head's smooth-L1 (beta 0.2) of ``log(hand_scale / true mean bone length)``
+            (default 0.02; Adam sizes the head's own steps whatever the weight).
         angle: :func:`~geo3d.models.hand_losses.joint_angle_loss` (default 0.005).
         inside: :func:`~geo3d.models.hand_losses.inside_hand_loss` (default 0.005).
     """
@@ -177,7 +184,8 @@ class HandPoseNet(nn.Module):
         ``[B, num_points]``,
         ``local_pos [B, num_points, 3]``, ``offsets [B, num_points, 21, 3]``,
         ``frame_origin [B, 3]`` and ``frame_axes [B, 3, 3]``, ``joints_network [B, 21, 3]``
-        (camera frame, before the refinement; equal to ``joints`` in training).
+        (camera frame, before the refinement; equal to ``joints`` in training) and
+        ``hand_scale [B]`` (the predicted mean bone length, metres).
     """
 
     task = "hand_pose"
