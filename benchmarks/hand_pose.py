@@ -206,20 +206,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def network_only(model, test_set, batch_size: int) -> dict | None:
-    """Test metrics of ``model`` without its eval-time bone-proportion refinement (None
-    when it has none: refinement off, or the bone term off)."""
-    from geo3d.tasks import evaluate
-
-    if not model.refine_steps or model.weights.bone == 0:
-        return None
-    steps, model.refine_steps = model.refine_steps, 0
-    try:
-        return evaluate(model, test_set, batch_size=batch_size, num_classes=1, class_names=["hand"])
-    finally:
-        model.refine_steps = steps
-
-
 def targets(runs: List[dict]) -> List[str]:
     """Whether this run met the issue's targets, in words."""
     by = {(r["size"], r["config"]): r["test"]["test"] for r in runs}
@@ -320,7 +306,8 @@ def main(argv=None) -> int:
                              repeats=args.repeats or (3 if args.quick else 10),
                              memory=not args.no_memory, device=device, return_model=True)
             model = r.pop("trained_model")
-            r["test_network"] = network_only(model, test_set, batch_size)
+            # the network's joints before the eval refinement (None when it has none)
+            r["test_network"] = r["test"]["test"].get("network")
             shown = (model, f"{name} ({config}), {r['test']['test']['mean_error_mm']:.1f} mm mean")
             r.update(size=size, config=config)
             r["kwargs"] = {k: (v.__dict__ if k == "weights" else v) for k, v in kw.items()}

@@ -87,3 +87,25 @@ def test_evaluator_update_merge_compute():
         HandPoseEvaluator().compute()
     with pytest.raises(InvalidInputError, match="batch.joints"):
         HandPoseEvaluator().update({"joints": pred}, Data(pos=pos))
+
+
+def test_evaluator_reports_the_network_joints_before_a_refinement():
+    p, t, q = _hands(4, 4), _hands(4, 5), _hands(4, 6)
+    frames = [Data(pos=torch.tensor(t[i], dtype=torch.float32), y=torch.ones(21, dtype=torch.long),
+                   joints=torch.tensor(t[i], dtype=torch.float32)) for i in range(4)]
+    refined, network = torch.tensor(p, dtype=torch.float32), torch.tensor(q, dtype=torch.float32)
+    both = HandPoseEvaluator()
+    both.update({"joints": refined[:1], "joints_network": network[:1]}, Batch.from_data_list(frames[:1]))
+    rest = HandPoseEvaluator()
+    rest.update({"joints": refined[1:], "joints_network": network[1:]}, Batch.from_data_list(frames[1:]))
+    both.merge(rest)
+    r = both.compute()
+    alone = HandPoseEvaluator()
+    alone.update({"joints": network}, Batch.from_data_list(frames))
+    ref = alone.compute()
+    assert r["network"] == {k: ref[k] for k in ("mean_error_mm", "median_error_mm",
+                                                "bone_length_error_mm", "outside_fraction")}
+    assert r["mean_error_mm"] != r["network"]["mean_error_mm"]
+    same = HandPoseEvaluator()  # no refinement: the model hands back the same tensor
+    same.update({"joints": refined, "joints_network": refined}, Batch.from_data_list(frames))
+    assert "network" not in same.compute()

@@ -8,7 +8,7 @@ error is below ``t``). Errors are in millimetres for joints in metres.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -89,7 +89,9 @@ class HandPoseEvaluator:
     joints outside the hand. ``compute()`` returns ``mean_error_mm``, ``median_error_mm``,
     ``per_joint_mm`` {joint name: mm}, ``success_rate`` {"<t>mm": fraction},
     ``bone_length_error_mm``, ``outside_fraction`` (NaN without hand points) and
-    ``num_frames``.
+    ``num_frames``. When ``outputs`` also hold ``joints_network`` (the network's joints
+    before ``hand_pose``'s eval refinement, another tensor than ``joints``), it adds
+    ``network``: the same mean, median, bone-length and outside figures for those.
 
     Args:
         thresholds: success-rate thresholds in mm (default 0, 5, ..., 80).
@@ -103,8 +105,14 @@ class HandPoseEvaluator:
         self.errors: list[Tensor] = []
         self.bones: list[Tensor] = []
         self.outside: list[Tensor] = []
+        self.network: Optional["HandPoseEvaluator"] = None  # joints before a refinement
 
     def update(self, outputs: dict, batch: object) -> None:
+        net = outputs.get("joints_network")
+        if isinstance(net, Tensor) and net is not outputs["joints"]:
+            if self.network is None:
+                self.network = HandPoseEvaluator(self.thresholds)
+            self.network.update({"joints": net}, batch)
         pred = outputs["joints"].detach().cpu()
         gt = getattr(batch, "joints", None)
         if not isinstance(gt, Tensor) or gt.numel() != pred.numel():
@@ -128,6 +136,10 @@ class HandPoseEvaluator:
         self.errors += other.errors
         self.bones += other.bones
         self.outside += other.outside
+        if other.network is not None:
+            if self.network is None:
+                self.network = HandPoseEvaluator(self.thresholds)
+            self.network.merge(other.network)
 
     def compute(self) -> dict:
         if not self.errors:
@@ -135,11 +147,16 @@ class HandPoseEvaluator:
         err = torch.cat(self.errors)
         rate = success_rate(err, self.thresholds)
         outside = torch.stack(self.outside).double().mean() if self.outside else torch.tensor(float("nan"))
-        return {"mean_error_mm": float(err.mean()),
-                "median_error_mm": float(err.median()),
-                "per_joint_mm": {n: float(v) for n, v in zip(JOINTS, err.mean(0))},
-                "success_rate": {f"{t:g}mm": float(r) for t, r in zip(self.thresholds, rate)},
-                "bone_length_error_mm": float(torch.cat(self.bones).mean()),
-                "outside_fraction": float(outside),
-                "num_frames": int(err.shape[0])}
+        out = {"mean_error_mm": float(err.mean()),
+               "median_error_mm": float(err.median()),
+               "per_joint_mm": {n: float(v) for n, v in zip(JOINTS, err.mean(0))},
+               "success_rate": {f"{t:g}mm": float(r) for t, r in zip(self.thresholds, rate)},
+               "bone_length_error_mm": float(torch.cat(self.bones).mean()),
+               "outside_fraction": float(outside),
+               "num_frames": int(err.shape[0])}
+        if self.network is not None:
+            net = self.network.compute()
+            out["network"] = {k: net[k] for k in ("mean_error_mm", "median_error_mm",
+                                                  "bone_length_error_mm", "outside_fraction")}
+        return out
 
