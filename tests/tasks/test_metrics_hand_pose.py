@@ -109,3 +109,5 @@ def test_evaluator_reports_the_network_joints_before_a_refinement():
     same = HandPoseEvaluator()  # no refinement: the model hands back the same tensor
     same.update({"joints": refined, "joints_network": refined}, Batch.from_data_list(frames))
     assert "network" not in same.compute()
+    with pytest.raises(InvalidInputError, match="joints_network"):
+        same.update({"joints": refined, "joints_network": network[:, :20]}, Batch.from_data_list(frames))

@@ -110,6 +110,9 @@ class HandPoseEvaluator:
     def update(self, outputs: dict, batch: object) -> None:
         net = outputs.get("joints_network")
         if isinstance(net, Tensor) and net is not outputs["joints"]:
+            if net.shape != outputs["joints"].shape:
+                raise InvalidInputError(f"outputs joints_network {list(net.shape)} and joints "
+                                        f"{list(outputs['joints'].shape)} differ")
             if self.network is None:
                 self.network = HandPoseEvaluator(self.thresholds)
             self.network.update({"joints": net}, batch)
