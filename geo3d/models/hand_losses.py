@@ -38,12 +38,16 @@ def _check_joints(j: object, name: str) -> Tensor:
     return j
 
 
+def _check_positive(t: object, shape: tuple, what: str) -> Tensor:
+    """``t`` if it is a tensor of ``shape`` holding finite positive numbers."""
+    if not isinstance(t, Tensor) or t.shape != shape or not bool((torch.isfinite(t) & (t > 0)).all()):
+        raise InvalidInputError(f"{what}, got {t!r:.80}")
+    return t
+
+
 def _check_proportions(p: object) -> Tensor:
-    if not isinstance(p, Tensor) or p.shape != _PARENT.shape or not bool(torch.isfinite(p).all()) \
-            or not bool((p > 0).all()):
-        raise InvalidInputError(f"proportions must be {_PARENT.shape[0]} finite positive bone "
-                                f"length ratios, got {p!r:.80}")
-    return p
+    return _check_positive(p, _PARENT.shape, f"proportions must be {_PARENT.shape[0]} finite "
+                                             f"positive bone length ratios")
 
 
 def bone_lengths(joints: Tensor) -> Tensor:
@@ -136,10 +140,9 @@ def refine_bone_proportions(joints: Tensor, proportions: Tensor, steps: int = 10
     ratio = _check_proportions(proportions).to(joints)[:, None]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise InvalidInputError(f"steps must be an integer >= 0, got {steps!r}")
-    if scale is not None and (not isinstance(scale, Tensor) or scale.shape != joints.shape[:1]
-                              or not bool((torch.isfinite(scale) & (scale > 0)).all())):
-        raise InvalidInputError(f"scale must be [{joints.shape[0]}] finite positive bone lengths, "
-                                f"got {scale!r:.80}")
+    if scale is not None:
+        _check_positive(scale, joints.shape[:1],
+                        f"scale must be [{joints.shape[0]}] finite positive bone lengths")
     if steps == 0:
         return joints
     fixed = None if scale is None else scale.to(joints)[:, None, None]

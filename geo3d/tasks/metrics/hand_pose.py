@@ -113,9 +113,7 @@ class HandPoseEvaluator:
             if net.shape != outputs["joints"].shape:
                 raise InvalidInputError(f"outputs joints_network {list(net.shape)} and joints "
                                         f"{list(outputs['joints'].shape)} differ")
-            if self.network is None:
-                self.network = HandPoseEvaluator(self.thresholds)
-            self.network.update({"joints": net}, batch)
+            self._network().update({"joints": net}, batch)
         pred = outputs["joints"].detach().cpu()
         gt = getattr(batch, "joints", None)
         if not isinstance(gt, Tensor) or gt.numel() != pred.numel():
@@ -140,9 +138,12 @@ class HandPoseEvaluator:
         self.bones += other.bones
         self.outside += other.outside
         if other.network is not None:
-            if self.network is None:
-                self.network = HandPoseEvaluator(self.thresholds)
-            self.network.merge(other.network)
+            self._network().merge(other.network)
+
+    def _network(self) -> "HandPoseEvaluator":
+        if self.network is None:
+            self.network = HandPoseEvaluator(self.thresholds)
+        return self.network
 
     def compute(self) -> dict:
         if not self.errors:
