@@ -17,8 +17,10 @@ parameters), under an ablation of the structural terms of
 bone-length error and joint error.
 
 With the bone term on, a model's output includes its eval-time bone-proportion refinement
-(:func:`geo3d.models.hand_losses.refine_bone_proportions`); the Markdown also gives the
-network's own joints without it.
+(:func:`geo3d.models.hand_losses.refine_bone_proportions`), with the inside term its
+projection of joints in front of the observed hand onto it
+(:func:`geo3d.models.hand_losses.project_into_hand`); the Markdown also gives the network's
+own joints without them.
 
 Each model is evaluated on the test split (mean joint error in mm, success rate over
 thresholds, per-joint errors, bone-length error, fraction of joints outside the hand;
@@ -38,7 +40,7 @@ frame, seen from the camera, with the ground-truth skeleton beside the skeleton 
 run (the largest model with all terms, by default) predicts.
 
 Writes ``hand_pose.json``, ``hand_pose.md``, ``hand_pose_success.png`` and
-``hand_pose_prediction.png`` to ``--out``.
+``hand_pose_prediction.png`` to ``--out`` (with ``--save-models``, the trained models too).
 Run: ``python benchmarks/hand_pose.py [--quick] [--minutes M] [--configs ...] [--models ...]
 [--cache DIR]``
 """
@@ -101,6 +103,16 @@ def frames(split: str, size: int, width: int, height: int, seed: int, cache: Pat
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
     return items
+
+
+def save_model(model, path: Path) -> None:
+    """``model``'s state dict (on the CPU) at ``path``, written atomically."""
+    from geo3d.io.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def success_plot(runs: List[dict], path: Path) -> None:
@@ -193,7 +205,7 @@ def markdown(result: dict) -> str:
                      f"{fmt(t['outside_fraction'], 1, 100)} | {r['train']['epochs']}")
     refined = [r for r in runs if r.get("test_network")]
     if refined:
-        lines += ["", "Without the eval-time bone-proportion refinement (the network's joints):", ""]
+        lines += ["", "Without the eval-time refinements (the network's joints):", ""]
         for r in refined:
             t = r["test_network"]
             lines.append(f"- {r['size']} {r['config']}: mean {fmt(t['mean_error_mm'])} mm, bone "
@@ -265,6 +277,9 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=160, help="depth image width (default 160)")
     ap.add_argument("--height", type=int, default=120, help="depth image height (default 120)")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep rendered frames in")
+    ap.add_argument("--save-models", action="store_true",
+                    help="also write each trained model's state dict to --out as "
+                         "<model>_<config>.pt (to re-evaluate without training again)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on 2 shared cores one thread per process "
                          "was ~10x faster than 2 threads competing with other processes)")
@@ -306,6 +321,8 @@ def main(argv=None) -> int:
                              repeats=args.repeats or (3 if args.quick else 10),
                              memory=not args.no_memory, device=device, return_model=True)
             model = r.pop("trained_model")
+            if args.save_models:
+                save_model(model, Path(args.out) / f"{name}_{config}.pt")
             # the network's joints before the eval refinement (None when it has none)
             r["test_network"] = r["test"]["test"].get("network")
             shown = (model, f"{name} ({config}), {r['test']['test']['mean_error_mm']:.1f} mm mean")

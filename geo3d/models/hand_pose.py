@@ -41,6 +41,10 @@ PyG message passing, fpsample FPS, scipy neighbour search) and ``torch.linalg.ei
    hand's proportions at the predicted ``hand_scale``, moving joints as little as they can
    (:func:`geo3d.models.hand_losses.refine_bone_proportions`; ``joints_network`` keeps the
    unrefined ones).
+9. **Surface projection** (eval only, when the ``inside`` loss term is on): joints in front
+   of the crop's hand points (localiser probability > 0.5) move onto the nearest of them,
+   5 mm under the skin (:func:`geo3d.models.hand_losses.project_into_hand`); then the bone
+   refinement and the projection once more.
 
 The losses (:meth:`HandPoseNet.loss`) are documented terms with the weights of
 :class:`HandPoseLossWeights`; the structural ones are in :mod:`geo3d.models.hand_losses`.
@@ -61,8 +65,9 @@ from geo3d.errors import InvalidInputError
 from geo3d.models._layers import check_int, check_model_input, mlp
 from geo3d.models.backbones.pointnet2 import PointNet2, knn_interpolate
 from geo3d.models.hand_losses import (bone_length_loss, bone_lengths, inside_hand_loss,
-                                     joint_angle_loss, refine_bone_proportions,
-                                     template_proportions, template_scale)
+                                     joint_angle_loss, project_into_hand,
+                                     refine_bone_proportions, template_proportions,
+                                     template_scale)
 from geo3d.models.registry import register
 
 __all__ = ["HandPoseLossWeights", "HandPoseNet", "hand_pose", "hand_pose_small"]
@@ -174,6 +179,8 @@ class HandPoseNet(nn.Module):
         weights: loss weights.
         refine_steps: steps of the eval-time bone-proportion refinement (0: off; it also
             stays off when ``weights.bone`` is 0).
+        surface_projection: the eval-time projection of joints in front of the observed
+            hand onto it (stays off when ``weights.inside`` is 0).
 
     Shapes:
         ``data.pos [N, 3]`` (camera frame, metres), ``data.batch [N]`` -> a dict with
@@ -194,9 +201,9 @@ class HandPoseNet(nn.Module):
                  feature_channels: int, in_channels: int = 0, loc_points: int = 512,
                  num_points: int = 512, crop_radius: float = 0.15, norm_scale: float = 0.1,
                  head_hidden: int = 64, weights: HandPoseLossWeights = HandPoseLossWeights(),
-                 refine_steps: int = 10) -> None:
+                 refine_steps: int = 10, surface_projection: bool = True) -> None:
         super().__init__()
-        self.refine_steps = refine_steps
+        self.refine_steps, self.surface_projection = refine_steps, surface_projection
         self.register_buffer("bone_proportions", template_proportions(), persistent=False)
         self.in_channels = in_channels
         self.loc_points, self.num_points = loc_points, num_points
@@ -312,16 +319,32 @@ class HandPoseNet(nn.Module):
         hand_scale = self.template_scale * torch.exp(self.scale_head(pooled)[:, 0].clamp(-1, 1))
         joints_local = torch.lerp(vote, reg, torch.sigmoid(self.blend_logit))
         network = torch.einsum("bjd,bcd->bjc", joints_local * self.norm_scale, axes) + origin[:, None]
-        joints = network
-        if not self.training and self.weights.bone > 0:
-            joints = refine_bone_proportions(network, self.bone_proportions, self.refine_steps,
-                                             scale=hand_scale.detach())
+        joints = network if self.training else self.refine(network, hand_scale, crop_pos, prob)
         return {"joints": joints, "joints_network": network, "hand_scale": hand_scale,
                 "joints_local": joints_local, "vote": vote, "regression": reg,
                 "hand_logits": loc_logits[:, 0], "forearm_logits": loc_logits[:, 1],
                 "loc_index": loc_index, "centre": centre, "crop_index": crop_index,
                 "crop_pos": crop_pos, "crop_prob": prob, "crop_forearm_prob": arm_prob,
                 "local_pos": local, "offsets": offsets, "frame_origin": origin, "frame_axes": axes}
+
+    def refine(self, joints: Tensor, hand_scale: Tensor, crop_pos: Tensor, prob: Tensor) -> Tensor:
+        """The eval-time steps 8 and 9 of the module docstring on the network's
+        camera-frame joints, as far as the loss weights and options switch them on."""
+        def proportions(j: Tensor) -> Tensor:
+            if self.weights.bone == 0:
+                return j
+            return refine_bone_proportions(j, self.bone_proportions, self.refine_steps,
+                                           scale=hand_scale.detach())
+
+        joints = proportions(joints)
+        if self.surface_projection and self.weights.inside > 0:
+            hand = (prob > 0.5).to(crop_pos.dtype)
+
+            def project(j: Tensor) -> Tensor:
+                return project_into_hand(j, crop_pos.detach(), hand)
+
+            joints = project(proportions(project(joints)))
+        return joints
 
     # ------------------------------------------------------------------ losses
     def to_local(self, joints: Tensor, outputs: dict) -> Tensor:
@@ -426,6 +449,7 @@ def hand_pose(
     head_hidden: Optional[int] = None,
     weights: Optional[HandPoseLossWeights] = None,
     refine_steps: int = 10,
+    surface_projection: bool = True,
 ) -> HandPoseNet:
     """The hand-pose pipeline of :mod:`geo3d.models.hand_pose`.
 
@@ -452,6 +476,8 @@ def hand_pose(
         head_hidden: hidden width of the joint heads (default ``4 * width``).
         weights: loss weights (default ``HandPoseLossWeights()``: every term on).
         refine_steps: eval-time bone-proportion refinement steps (default 10; 0: off).
+        surface_projection: project joints in front of the observed hand onto it at eval
+            (default True; needs the ``inside`` loss term on).
     """
     check_int(in_channels, "in_channels", 0)
     if num_classes != NUM_JOINTS or isinstance(num_classes, bool):
@@ -466,6 +492,8 @@ def hand_pose(
     check_int(num_points, "num_points", 16)
     check_int(max_neighbors, "max_neighbors", 1)
     check_int(refine_steps, "refine_steps", 0)
+    if not isinstance(surface_projection, bool):
+        raise InvalidInputError(f"surface_projection must be True or False, got {surface_projection!r}")
     crop_radius = _check_float(crop_radius, "crop_radius")
     norm_scale = _check_float(norm_scale, "norm_scale")
     head_hidden = 4 * width if head_hidden is None else check_int(head_hidden, "head_hidden", 1)
@@ -477,15 +505,15 @@ def hand_pose(
     net, c = _pointnet2(in_channels + 2, width, depth, (0.25, 0.5, 1.0, 2.0), (0.25,) * 4,
                         max_neighbors)
     return HandPoseNet(loc, loc_c, net, c, in_channels, loc_points, num_points, crop_radius,
-                       norm_scale, head_hidden, weights, refine_steps)
+                       norm_scale, head_hidden, weights, refine_steps, surface_projection)
 
 
 @register("hand_pose_small")
 def hand_pose_small(*, in_channels: int = 0, num_classes: int = NUM_JOINTS, width: int = 8,
                     depth: int = 3, weights: Optional[HandPoseLossWeights] = None,
-                    refine_steps: int = 10) -> HandPoseNet:
+                    refine_steps: int = 10, surface_projection: bool = True) -> HandPoseNet:
     """:func:`hand_pose` with ``width=8``, ``loc_width=4``, ``loc_points=512``,
     ``head_hidden=32``: under 100k parameters. Args as there."""
     return hand_pose(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth,
                      loc_width=4, loc_points=512, head_hidden=32, weights=weights,
-                     refine_steps=refine_steps)
+                     refine_steps=refine_steps, surface_projection=surface_projection)

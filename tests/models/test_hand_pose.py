@@ -14,8 +14,9 @@ from geo3d.datasets import SyntheticHands
 from geo3d.errors import InvalidInputError
 from geo3d.models import create
 from geo3d.models.hand_losses import (bone_length_loss, bone_lengths, bone_proportion_loss,
-                                      inside_hand_loss, joint_angle_loss, refine_bone_proportions,
-                                      surface_violation, template_proportions, template_scale)
+                                      inside_hand_loss, joint_angle_loss, project_into_hand,
+                                      refine_bone_proportions, surface_violation,
+                                      template_proportions, template_scale)
 from geo3d.models.hand_pose import FOREARM_LABEL, HandPoseLossWeights, _principal_frame
 from geo3d.sim.depth_camera import DepthCamera
 from geo3d.sim.hand import HandPose, hand_joints, sample_pose, sample_shape
@@ -320,15 +321,17 @@ def test_the_model_refines_only_in_eval_with_the_bone_term_on(frames):
         assert out["joints"] is out["joints_network"]
         out = model.eval()(frames[0])
         assert not torch.equal(out["joints"], out["joints_network"])
-        model.refine_steps = 0
+        model.refine_steps, model.surface_projection = 0, False
         out = model(frames[0])
         assert torch.equal(out["joints"], out["joints_network"])
-        model.refine_steps = 10
-        model.weights = HandPoseLossWeights(bone=0.0)
+        model.refine_steps, model.surface_projection = 10, True
+        model.weights = HandPoseLossWeights(bone=0.0, inside=0.0)
         out = model(frames[0])
         assert torch.equal(out["joints"], out["joints_network"])
     with pytest.raises(InvalidInputError, match="refine_steps"):
         create("hand_pose", refine_steps=-1)
+    with pytest.raises(InvalidInputError, match="surface_projection"):
+        create("hand_pose_small", surface_projection="yes")
 
 
 def test_joint_angle_loss_zero_within_limits_positive_outside():
@@ -367,6 +370,76 @@ def test_surface_violation_on_a_plane():
     assert surface_violation(joints, pts[None], torch.zeros_like(w)).abs().sum() == 0
     loss = inside_hand_loss(joints, pts[None], w)
     torch.testing.assert_close(loss, (v * 100).pow(2).mean())
+
+
+def _plane(z=0.5, n=41, half=0.05):
+    """Points on a square of the plane ``z`` seen from the origin, ``[1, n * n, 3]``."""
+    u = torch.linspace(-half, half, n, dtype=torch.float64)
+    xx, yy = torch.meshgrid(u, u, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1), torch.full((n * n,), z, dtype=torch.float64)], 1)[None]
+
+
+def test_projection_moves_joints_in_front_of_the_surface_under_the_nearest_point():
+    pts = _plane()  # 2.5 mm spacing
+    w = torch.ones(pts.shape[:2], dtype=torch.float64)
+    joints = torch.tensor([[[0.011, 0.002, 0.46],    # 4 cm in front: moves
+                            [0.0, 0.0, 0.52],        # behind the surface: stays
+                            [0.0, 0.0, 0.75],        # too deep, but not in front: stays
+                            [0.09, 0.0, 0.5]]], dtype=torch.float64)  # off the silhouette: stays
+    out = project_into_hand(joints, pts, w, margin=0.005)
+    assert torch.equal(out[0, 1:], joints[0, 1:])
+    nearest = torch.tensor([0.0100, 0.0025, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(out[0, 0], nearest * (1 + 0.005 / nearest.norm()))
+    assert surface_violation(out[:, :1], pts, w)[0, 0] == 0
+    torch.testing.assert_close(project_into_hand(joints, pts, w, margin=0.0)[0, 0], nearest)
+    # a point with weight 0 does not count, though it is the nearest
+    decoy = torch.cat([pts, torch.tensor([[[0.011, 0.002, 0.465]]], dtype=torch.float64)], 1)
+    w2 = torch.cat([w, torch.zeros(1, 1, dtype=torch.float64)], 1)
+    torch.testing.assert_close(project_into_hand(joints, decoy, w2, margin=0.0)[0, 0], nearest)
+    w2[0, -1] = 1
+    torch.testing.assert_close(project_into_hand(joints, decoy, w2, margin=0.0)[0, 0], decoy[0, -1])
+    # no hand points: nothing moves; float32 in, float32 out
+    assert torch.equal(project_into_hand(joints, pts, torch.zeros_like(w)), joints)
+    assert project_into_hand(joints.float(), pts.float(), w.float()).dtype == torch.float32
+
+
+def test_projection_leaves_true_joints_and_refuses_bad_input(frames):
+    for d in frames:
+        hand = d.pos[d.y == 1][None].double()
+        j = d.joints[None].double()
+        out = project_into_hand(j, hand, torch.ones(hand.shape[:2], dtype=torch.float64))
+        assert (out - j).norm(dim=-1).gt(0).double().mean() <= 1 / 21
+    pts, j = _plane(), torch.zeros(1, 21, 3, dtype=torch.float64)
+    w = torch.ones(pts.shape[:2], dtype=torch.float64)
+    bad = [((j[0], pts, w), "joints"), ((j, pts[0], w), "points"), ((j, pts, w[0]), "weight"),
+           ((j.long(), pts, w), "joints"), ((j, pts, w[:, :5]), r"weight \[B, M\]"),
+           ((j.expand(2, -1, -1), pts, w), "joints"), ((j * math.nan, pts, w), "NaN"),
+           ((j, pts * math.inf, w), "points holds")]
+    for args, match in bad:
+        with pytest.raises(InvalidInputError, match=match):
+            project_into_hand(*args)
+    for margin in (-0.01, math.nan, "5mm", True):
+        with pytest.raises(InvalidInputError, match="margin"):
+            project_into_hand(j, pts, w, margin=margin)
+
+
+def test_the_model_projects_joints_in_front_of_its_crop_only_with_the_inside_term(frames):
+    model = _model("hand_pose", width=4, depth=2).eval()
+    pts = _plane().float()
+    prob = torch.ones(pts.shape[:2])
+    prob[0, :100] = 0.3  # not hand points
+    joints = torch.full((1, 21, 3), 0.005) + torch.tensor([0.0, 0.0, 0.44])
+    joints[0, 1:, 2] = 0.53  # only the first joint is in front of the plane
+    scale = torch.tensor([template_scale()])
+    model.refine_steps = 0
+    out = model.refine(joints, scale, pts, prob)
+    assert torch.equal(out[0, 1:], joints[0, 1:])
+    assert float(out[0, 0, 2]) > 0.5 and surface_violation(out, pts, prob > 0.5).max() < 0.01
+    model.surface_projection = False
+    assert torch.equal(model.refine(joints, scale, pts, prob), joints)
+    model.surface_projection = True
+    model.weights = HandPoseLossWeights(inside=0.0)
+    assert torch.equal(model.refine(joints, scale, pts, prob), joints)
 
 
 def test_inside_loss_zero_for_true_joints(frames):
