@@ -146,7 +146,8 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
                  test_sets: Dict[str, Sequence], *, minutes: float, batch_size: int,
                  lr: float, seed: int, class_names: Sequence[str],
                  example: Any, repeats: int = 10, memory: bool = True,
-                 return_model: bool = False, device: str = "cpu") -> dict:
+                 return_model: bool = False, device: str = "cpu",
+                 epochs: Optional[int] = None) -> dict:
     """Train registry model ``name`` for ``minutes``, evaluate it, and :func:`measure` it.
 
     The cosine schedule is paced by the clock (``TrainConfig(schedule="time")``): it ends
@@ -154,7 +155,9 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
     the cores after the start. A few throw-away steps are timed and the planned epochs
     hold twice the steps they estimate, a ceiling that only a machine much faster than
     that estimate reaches first. Validation runs once, at the end; the returned model is
-    the last one. Training and evaluation run on ``device`` (``evaluate`` uses the device
+    the last one. With ``epochs`` given, it trains exactly that many instead, the schedule
+    paced by the steps (``minutes`` unused): equal training for the runs it compares,
+    whatever else shares the machine. Training and evaluation run on ``device`` (``evaluate`` uses the device
     of the model's parameters); the model is then moved to the CPU, measured there and
     returned there.
 
@@ -169,9 +172,12 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
     model = models.create(name, **kwargs)
     step_s = _seconds_per_step(model, train_set, batch_size, device)
     steps_per_epoch = max(1, math.ceil(len(train_set) / batch_size))
-    epochs = max(1, int(2 * minutes * 60 / step_s / steps_per_epoch))
+    fixed = epochs is not None
+    if not fixed:
+        epochs = max(1, int(2 * minutes * 60 / step_s / steps_per_epoch))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         max_minutes=minutes, schedule="time", progress=False, tensorboard=False,
+                         max_minutes=None if fixed else minutes,
+                         schedule="steps" if fixed else "time", progress=False, tensorboard=False,
                          eval_every=epochs, warmup_steps=min(10, epochs * steps_per_epoch // 10),
                          grad_clip=10.0, device=device)
     t0 = time.perf_counter()
@@ -188,7 +194,8 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
     model.cpu()  # the cost is CPU cost
     cost = measure(model, example, spec=(name, kwargs), repeats=repeats, memory=memory)
     return {"model": name, "kwargs": kwargs,
-            "train": {"minutes": train_minutes, "budget_minutes": minutes, "epochs": result.epochs,
+            "train": {"minutes": train_minutes, "budget_minutes": None if fixed else minutes,
+                      "epochs": result.epochs,
                       "planned_epochs": epochs, "steps": result.steps, "stopped": result.stopped,
                       "seconds_per_step_probe": step_s, "batch_size": batch_size, "lr": lr,
                       "device": device,

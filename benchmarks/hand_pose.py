@@ -105,6 +105,15 @@ def frames(split: str, size: int, width: int, height: int, seed: int, cache: Pat
     return items
 
 
+def fixed_epochs(ap, counts, models: List[str]) -> Dict[str, object]:
+    """``--epochs`` per model name (None: train for ``--minutes``)."""
+    if counts is None:
+        return {m: None for m in models}
+    if len(counts) not in (1, len(models)) or min(counts) < 1:
+        ap.error(f"--epochs takes one count >= 1, or one per model of {models}; got {counts}")
+    return dict(zip(models, counts * len(models) if len(counts) == 1 else counts))
+
+
 def save_model(model, path: Path) -> None:
     """``model``'s state dict (on the CPU) at ``path``, written atomically."""
     from geo3d.io.atomic import atomic_write_bytes
@@ -187,11 +196,18 @@ def hand_picture(model, data, title: str, margin: float = 0.04):
     return image
 
 
+def budget(result: dict) -> str:
+    """The training budget of a run, in words."""
+    if result.get("epochs"):
+        return f"{'/'.join(map(str, result['epochs']))} epochs (fixed)"
+    return f"{result['minutes']} min"
+
+
 def markdown(result: dict) -> str:
     runs = result["runs"]
     lines = ["# Hand pose: structural priors ablation", "",
              f"Train {result['sizes']['train']} / test {result['sizes']['test']} SyntheticHands "
-             f"frames at {result['camera']}; {result['minutes']} min of training per run on "
+             f"frames at {result['camera']}; {budget(result)} of training per run on "
              f"{result['machine']['cores']} cores ({result['machine']['torch_threads']} torch threads); "
              f"structural weights x{result.get('structural_scale', 1.0):g} of their defaults.", "",
              "size | terms | params | MMACs | latency ms | mean err mm | median mm | success@20mm "
@@ -261,7 +277,7 @@ def result_rows(result: dict) -> List[dict]:
                      "bone_length_error_mm": t.get("bone_length_error_mm"),
                      "outside_fraction": t.get("outside_fraction"),
                      "train_epochs": r["train"]["epochs"]},
-            notes=f"{r['size']} model, {result['minutes']} min of training"))
+            notes=f"{r['size']} model, {budget(result)} of training"))
     return rows
 
 
@@ -273,6 +289,10 @@ def main(argv=None) -> int:
     ap.add_argument("--structural-scale", type=float, default=1.0,
                     help="multiply the structural terms' default weights (default 1; the "
                          "trade-off of bone-length error against joint error)")
+    ap.add_argument("--epochs", type=int, nargs="+", default=None,
+                    help="train fixed epochs instead of --minutes (the schedule paced by the "
+                         "steps, so every config of a size trains alike): one count for every "
+                         "model, or one per model of --models, in its order")
     ap.add_argument("--large-width", type=int, default=32, help="width of hand_pose (default 32)")
     ap.add_argument("--width", type=int, default=160, help="depth image width (default 160)")
     ap.add_argument("--height", type=int, default=120, help="depth image height (default 120)")
@@ -295,6 +315,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     minutes = args.minutes if args.minutes is not None else (0.5 if args.quick else 3.5)
+    epochs = fixed_epochs(ap, args.epochs, models)
     n_train = args.train_size or (32 if args.quick else 2000)
     n_test = args.test_size or (8 if args.quick else 300)
     n_val = args.val_size or max(2, n_test // 4)
@@ -319,7 +340,8 @@ def main(argv=None) -> int:
                              minutes=minutes, batch_size=batch_size, lr=args.lr, seed=args.seed,
                              class_names=["hand"], example=test_set[0],
                              repeats=args.repeats or (3 if args.quick else 10),
-                             memory=not args.no_memory, device=device, return_model=True)
+                             memory=not args.no_memory, device=device, return_model=True,
+                             epochs=epochs[name])
             model = r.pop("trained_model")
             if args.save_models:
                 save_model(model, Path(args.out) / f"{name}_{config}.pt")
@@ -334,7 +356,7 @@ def main(argv=None) -> int:
                   f"latency {r['cost']['latency_ms']:.1f} ms epochs {r['train']['epochs']}", flush=True)
             runs.append(r)
     result = {"sizes": {"train": n_train, "test": n_test}, "camera": f"{args.width}x{args.height}",
-              "minutes": minutes, "structural_scale": args.structural_scale,
+              "minutes": None if args.epochs else minutes, "epochs": args.epochs, "structural_scale": args.structural_scale,
               "machine": machine_info(), "device": device, "runs": runs,
               "targets": targets(runs), "pictures": []}
     result["results"] = result_rows(result)

@@ -231,17 +231,24 @@ def test_temporal_smoke(tmp_path):
 @pytest.mark.slow
 def test_hand_pose_smoke(tmp_path):
     result = _smoke("hand_pose.py", tmp_path, "--configs", "none", "all", "--models",
-                    "hand_pose_small", "--structural-scale", "2")
+                    "hand_pose_small", "--structural-scale", "2", "--epochs", "2", "--save-models")
     assert [r["config"] for r in result["runs"]] == ["none", "all"]
     assert result["structural_scale"] == 2.0
+    # fixed epochs: each run trains exactly that many
+    assert result["epochs"] == [2] and [r["train"]["epochs"] for r in result["runs"]] == [2, 2]
     # the bone term brings the eval-time refinement; the network's own joints are reported too
     none, full = result["runs"]
     assert none["test_network"] is None
     assert full["test_network"]["bone_length_error_mm"] != full["test"]["test"]["bone_length_error_mm"]
-    assert "Without the eval-time bone-proportion refinement" in (tmp_path / "hand_pose" / "hand_pose.md").read_text()
+    md = (tmp_path / "hand_pose" / "hand_pose.md").read_text()
+    assert "Without the eval-time refinements" in md and "2 epochs (fixed)" in md
+    from geo3d.models import create
     from geo3d.models.hand_pose import HandPoseLossWeights
 
     assert full["kwargs"]["weights"]["bone"] == 2 * HandPoseLossWeights().bone
+    # --save-models: the trained model, loadable into the same architecture
+    state = torch.load(tmp_path / "hand_pose" / "hand_pose_small_all.pt")
+    create("hand_pose_small", width=4).load_state_dict(state)
 
 
 def test_hand_pose_ablation_weights():
@@ -259,6 +266,9 @@ def test_hand_pose_ablation_weights():
     for bad in ("-1", "nan", "inf"):
         with pytest.raises(SystemExit):
             hand_pose.main(["--structural-scale", bad, "--no-pictures"])
+    for bad in (["0"], ["2", "2", "2"]):
+        with pytest.raises(SystemExit):
+            hand_pose.main(["--epochs", *bad, "--no-pictures"])
 
 
 @pytest.mark.slow
