@@ -157,9 +157,9 @@ def fit_and_test(name: str, kwargs: dict, train_set: Sequence, val_set: Sequence
     that estimate reaches first. Validation runs once, at the end; the returned model is
     the last one. With ``epochs`` given, it trains exactly that many instead, the schedule
     paced by the steps (``minutes`` unused): equal training for the runs it compares,
-    whatever else shares the machine. Training and evaluation run on ``device`` (``evaluate`` uses the device
-    of the model's parameters); the model is then moved to the CPU, measured there and
-    returned there.
+    whatever else shares the machine. Training and evaluation run on ``device``
+    (``evaluate`` uses the device of the model's parameters); the model is then moved to
+    the CPU, measured there and returned there.
 
     Returns:
         ``{"model", "kwargs", "train": {...}, "val": metrics, "test": {name: metrics},

@@ -311,15 +311,16 @@ def project_into_hand(joints: Tensor, points: Tensor, weight: Tensor,
     Args:
         joints: ``[B, J, 3]`` camera frame, metres.
         points: ``[B, M, 3]`` observed points, camera frame (e.g. ``hand_pose``'s crop).
-        weight: ``[B, M]`` hand membership (> 0: a hand point).
+        weight: ``[B, M]`` hand membership (> 0: a hand point; a bool mask will do).
         margin: metres behind the surface (default 5 mm), finite and >= 0.
 
     Raises:
         InvalidInputError: shapes that do not match, values not finite, a bad ``margin``.
     """
     for name, t, dims in (("joints", joints, 3), ("points", points, 3), ("weight", weight, 2)):
-        if not isinstance(t, Tensor) or t.dim() != dims or not t.is_floating_point():
-            raise InvalidInputError(f"{name} must be a float tensor with {dims} dimensions, got "
+        number = isinstance(t, Tensor) and (t.is_floating_point() or name == "weight")
+        if not number or t.dim() != dims or t.is_complex():
+            raise InvalidInputError(f"{name} must be a real tensor with {dims} dimensions, got "
                                     f"{list(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
         if not bool(torch.isfinite(t).all()):
             raise InvalidInputError(f"{name} holds NaN or Inf")

@@ -401,6 +401,7 @@ def test_projection_moves_joints_in_front_of_the_surface_under_the_nearest_point
     # no hand points: nothing moves; float32 in, float32 out
     assert torch.equal(project_into_hand(joints, pts, torch.zeros_like(w)), joints)
     assert project_into_hand(joints.float(), pts.float(), w.float()).dtype == torch.float32
+    assert torch.equal(project_into_hand(joints, pts, w > 0), project_into_hand(joints, pts, w))
 
 
 def test_projection_leaves_true_joints_and_refuses_bad_input(frames):
