@@ -356,7 +356,8 @@ def main(argv=None) -> int:
                   f"latency {r['cost']['latency_ms']:.1f} ms epochs {r['train']['epochs']}", flush=True)
             runs.append(r)
     result = {"sizes": {"train": n_train, "test": n_test}, "camera": f"{args.width}x{args.height}",
-              "minutes": None if args.epochs else minutes, "epochs": args.epochs, "structural_scale": args.structural_scale,
+              "minutes": None if args.epochs else minutes, "epochs": args.epochs,
+              "structural_scale": args.structural_scale,
               "machine": machine_info(), "device": device, "runs": runs,
               "targets": targets(runs), "pictures": []}
     result["results"] = result_rows(result)

@@ -376,7 +376,8 @@ def _plane(z=0.5, n=41, half=0.05):
     """Points on a square of the plane ``z`` seen from the origin, ``[1, n * n, 3]``."""
     u = torch.linspace(-half, half, n, dtype=torch.float64)
     xx, yy = torch.meshgrid(u, u, indexing="ij")
-    return torch.stack([xx.reshape(-1), yy.reshape(-1), torch.full((n * n,), z, dtype=torch.float64)], 1)[None]
+    zz = torch.full_like(xx, z)
+    return torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], 1)[None]
 
 
 def test_projection_moves_joints_in_front_of_the_surface_under_the_nearest_point():
