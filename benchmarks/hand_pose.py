@@ -4,7 +4,8 @@ The ``hand_pose`` pipeline (:mod:`geo3d.models.hand_pose`: localise the hand and
 in the full depth frame, crop, a box from the forearm to the hand, PointNet++, offset
 voting + regression) is trained from scratch on ``SyntheticHands`` frames for a fixed wall-time budget per run (``--minutes``) with AdamW
 and a cosine schedule paced by the clock, so it ends with the budget
-(``benchmarks/_measure.fit_and_test``), at two
+(``benchmarks/_measure.fit_and_test``; ``--epochs`` trains fixed epochs instead, paced
+by the steps, so that the configs of a size train alike on a shared machine), at two
 sizes (``hand_pose_small``, width 8, and ``hand_pose`` with ``--large-width``, >= 10x the
 parameters), under an ablation of the structural terms of
 :mod:`geo3d.models.hand_losses`:
