@@ -23,7 +23,7 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -m ""
 
-# The main job: the quick benchmark suite (<= 15 min on 2 cores); it prints the report path.
+# The main job: the quick benchmark suite (10-20 min on 2 cores); it prints the report path.
 demo: setup
 	$(VENV)/bin/geo3d bench --suite quick --out $(OUT)/bench-quick
 
