@@ -246,6 +246,9 @@ def _surface_terms(joints: Tensor, points: Tensor, weight: Tensor, ray_radius: f
                    silhouette: float, thickness: float) -> tuple[Tensor, Tensor, Tensor]:
     """The silhouette, free-space and thickness violations of :func:`surface_violation`,
     each ``[B, J]`` (0 for samples without hand points)."""
+    if points.shape[1] == 0:  # no points at all: nothing to violate
+        zero = joints.new_zeros(joints.shape[:2])
+        return zero, zero, zero
     big = torch.finfo(points.dtype).max / 4
     d = _unit(joints)  # [B, J, 3]
     t = torch.einsum("bmc,bjc->bjm", points, d)  # depth along each joint's ray
@@ -330,6 +333,8 @@ def project_into_hand(joints: Tensor, points: Tensor, weight: Tensor,
                                 f"{list(joints.shape)}, {list(points.shape)}, {list(weight.shape)}")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < math.inf:
         raise InvalidInputError(f"margin must be a finite number >= 0, got {margin!r}")
+    if points.shape[1] == 0:
+        return joints
     with torch.no_grad():
         _, front, _ = _surface_terms(joints, points, weight, 0.005, 0.01, 0.10)
         dist = torch.cdist(joints, points)

@@ -399,8 +399,11 @@ def test_projection_moves_joints_in_front_of_the_surface_under_the_nearest_point
     torch.testing.assert_close(project_into_hand(joints, decoy, w2, margin=0.0)[0, 0], nearest)
     w2[0, -1] = 1
     torch.testing.assert_close(project_into_hand(joints, decoy, w2, margin=0.0)[0, 0], decoy[0, -1])
-    # no hand points: nothing moves; float32 in, float32 out
+    # no hand points, or no points at all: nothing moves; float32 in, float32 out
     assert torch.equal(project_into_hand(joints, pts, torch.zeros_like(w)), joints)
+    empty = pts[:, :0]
+    assert torch.equal(project_into_hand(joints, empty, w[:, :0]), joints)
+    assert surface_violation(joints, empty, w[:, :0]).abs().sum() == 0
     assert project_into_hand(joints.float(), pts.float(), w.float()).dtype == torch.float32
     assert torch.equal(project_into_hand(joints, pts, w > 0), project_into_hand(joints, pts, w))
 
