@@ -242,6 +242,10 @@ def joint_angle_loss(joints: Tensor, margin_deg: float = 5.0) -> Tensor:
     return total
 
 
+# surface_violation's default tolerances, metres: ray radius, silhouette, thickness
+_SURFACE_TOLERANCES = (0.005, 0.01, 0.10)
+
+
 def _surface_terms(joints: Tensor, points: Tensor, weight: Tensor, ray_radius: float,
                    silhouette: float, thickness: float) -> tuple[Tensor, Tensor, Tensor]:
     """The silhouette, free-space and thickness violations of :func:`surface_violation`,
@@ -268,8 +272,10 @@ def _surface_terms(joints: Tensor, points: Tensor, weight: Tensor, ray_radius: f
             torch.where(seen, deep, zero))
 
 
-def surface_violation(joints: Tensor, points: Tensor, weight: Tensor, ray_radius: float = 0.005,
-                      silhouette: float = 0.01, thickness: float = 0.10) -> Tensor:
+def surface_violation(joints: Tensor, points: Tensor, weight: Tensor,
+                      ray_radius: float = _SURFACE_TOLERANCES[0],
+                      silhouette: float = _SURFACE_TOLERANCES[1],
+                      thickness: float = _SURFACE_TOLERANCES[2]) -> Tensor:
     """How far each joint lies outside the observed hand (metres, 0 inside).
 
     The camera is at the origin looking along +z (camera frame). For a joint ``J`` with
@@ -336,7 +342,7 @@ def project_into_hand(joints: Tensor, points: Tensor, weight: Tensor,
     if points.shape[1] == 0:
         return joints
     with torch.no_grad():
-        _, front, _ = _surface_terms(joints, points, weight, 0.005, 0.01, 0.10)
+        _, front, _ = _surface_terms(joints, points, weight, *_SURFACE_TOLERANCES)
         dist = torch.cdist(joints, points)
         dist = dist.masked_fill(~(weight > 0)[:, None, :], math.inf)
         nearest = torch.gather(points, 1, dist.argmin(-1)[..., None].expand(-1, -1, 3))
