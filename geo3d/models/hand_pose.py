@@ -456,8 +456,8 @@ def hand_pose(
     The pose backbone is PointNet++ with ``depth`` levels, level ``l`` MLP
     ``(w, w, 2w) * 2^l``, FPS ratios 1/4 and radii 0.25, 0.5, 1, 2 units (x ``norm_scale``
     metres), propagation MLPs ``(4w, 4w)``; the localiser the same with 3 levels, width
-    ``loc_width``, radii 4, 10, 25 cm. ``width=32`` (default) has about 340k parameters,
-    ``width=8`` (:func:`hand_pose_small`) under 100k.
+    ``loc_width``, radii 4, 10, 25 cm. ``width=32`` (default) has 356k parameters,
+    ``width=8`` (:func:`hand_pose_small`) 32k.
 
     Args:
         in_channels: width of ``data.x`` (default 0: depth points only).
@@ -512,8 +512,14 @@ def hand_pose(
 def hand_pose_small(*, in_channels: int = 0, num_classes: int = NUM_JOINTS, width: int = 8,
                     depth: int = 3, weights: Optional[HandPoseLossWeights] = None,
                     refine_steps: int = 10, surface_projection: bool = True) -> HandPoseNet:
-    """:func:`hand_pose` with ``width=8``, ``loc_width=4``, ``loc_points=512``,
-    ``head_hidden=32``: under 100k parameters. Args as there."""
+    """:func:`hand_pose` with ``width=8``, ``loc_width=6``, ``head_hidden=32``: 32k
+    parameters. Args as there.
+
+    The localiser keeps the large model's 1,024 frame points: with 512 at width 4 (27k
+    parameters), 5 epochs of training (``benchmarks/hand_pose.py --epochs 5``, seed 0) left
+    20% of test crops centred > 5 cm off the hand, against 7.7% now, and a mean joint error
+    of 54.7 mm against 35.7 (no structural terms; 37.2 against 57.0 with all).
+    """
     return hand_pose(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth,
-                     loc_width=4, loc_points=512, head_hidden=32, weights=weights,
+                     loc_width=6, loc_points=1024, head_hidden=32, weights=weights,
                      refine_steps=refine_steps, surface_projection=surface_projection)
