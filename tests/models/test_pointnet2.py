@@ -67,6 +67,50 @@ def test_knn_interpolate_hand_case(dtype):
     torch.testing.assert_close(out, expected, **tol)
 
 
+def _interpolate_reference(x, pos_x, pos_y, batch_x, batch_y, k):
+    """Brute force: per query, the k nearest of its item by (distance, index)."""
+    out = torch.zeros(pos_y.shape[0], x.shape[1], dtype=torch.float64)
+    for i in range(pos_y.shape[0]):
+        cand = (batch_x == batch_y[i]).nonzero().squeeze(1)
+        if cand.numel() == 0:
+            continue
+        d2 = (pos_x[cand].double() - pos_y[i].double()).pow(2).sum(1)
+        near = cand[torch.argsort(d2, stable=True)[:k]]
+        w = 1 / (pos_x[near].double() - pos_y[i].double()).pow(2).sum(1).clamp_min(1e-16)
+        out[i] = (w[:, None] * x[near].double()).sum(0) / w.sum()
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_knn_interpolate_matches_brute_force_with_and_without_gradients(dtype):
+    """The CSR product (CPU float32/64) and the gather-scatter form (other dtypes, or a
+    gradient to the positions) give the brute-force answer, and the gradient of x."""
+    g = torch.Generator().manual_seed(0)
+    pos_x, pos_y = torch.rand(60, 3, generator=g), torch.rand(45, 3, generator=g)
+    batch_x = torch.tensor([0] * 30 + [2] * 30)  # item 1 has queries but no points
+    batch_y = torch.tensor([0] * 20 + [1] * 5 + [2] * 20)
+    x = torch.randn(60, 5, generator=g)
+    ref = _interpolate_reference(x, pos_x, pos_y, batch_x, batch_y, 3)
+    rounded = [t.to(dtype) for t in (x, pos_x, pos_y)]  # the neighbours bf16 positions have
+    ref_dtype = _interpolate_reference(*rounded, batch_x, batch_y, 3)
+    tol = dict(rtol=5e-2, atol=5e-2) if dtype == torch.bfloat16 else dict(rtol=1e-5, atol=1e-5)
+    xs = x.to(dtype).clone().requires_grad_()
+    out = knn_interpolate(xs, pos_x.to(dtype), pos_y.to(dtype), batch_x, batch_y)
+    assert out.dtype == dtype and out.shape == (45, 5)
+    torch.testing.assert_close(out.double(), ref_dtype, **tol)
+    assert (out[20:25] == 0).all()  # no points to interpolate from
+    out.square().sum().backward()
+    py = pos_y.double().requires_grad_()  # a gradient to the positions: gather-scatter
+    out64 = knn_interpolate(x.double().clone().requires_grad_(), pos_x.double(), py, batch_x, batch_y)
+    torch.testing.assert_close(out64, ref)
+    out64.square().sum().backward()
+    assert py.grad is not None and torch.isfinite(py.grad).all() and py.grad.abs().sum() > 0
+    # d/dx of sum(out^2) is W^T (2 out): the same whichever form computed it
+    xr = x.double().clone().requires_grad_()
+    knn_interpolate(xr, pos_x.double(), pos_y.double(), batch_x, batch_y).square().sum().backward()
+    torch.testing.assert_close(xs.grad.double(), xr.grad, **tol)
+
+
 def test_lidar_sized_defaults_downsample_first():
     model = create("pointnet2_seg", num_classes=4)
     assert model.backbone.sa[0].ratio <= 0.125
