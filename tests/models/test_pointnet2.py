@@ -82,9 +82,11 @@ def _interpolate_reference(x, pos_x, pos_y, batch_x, batch_y, k):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_knn_interpolate_matches_brute_force_with_and_without_gradients(dtype):
+def test_knn_interpolate_matches_brute_force_with_and_without_gradients(dtype, monkeypatch):
     """The CSR product (CPU float32/64) and the gather-scatter form (other dtypes, or a
     gradient to the positions) give the brute-force answer, and the gradient of x."""
+    csr = torch.sparse_csr_tensor  # torch's CSR invariants (sorted columns) must hold
+    monkeypatch.setattr(torch, "sparse_csr_tensor", lambda *a, **k: csr(*a, **{**k, "check_invariants": True}))
     g = torch.Generator().manual_seed(0)
     pos_x, pos_y = torch.rand(60, 3, generator=g), torch.rand(45, 3, generator=g)
     batch_x = torch.tensor([0] * 30 + [2] * 30)  # item 1 has queries but no points

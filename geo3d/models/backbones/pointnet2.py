@@ -129,12 +129,13 @@ def knn_interpolate(
     w = 1.0 / d2.clamp_min(1e-16)
     rows = pos_y.shape[0]
     den = w.new_zeros(rows).index_add_(0, y_idx, w)
-    w = w / den[y_idx]  # rows without neighbours have no entries: they stay 0
+    w = w / den.clamp_min(torch.finfo(w.dtype).tiny)[y_idx]  # rows without neighbours stay 0
     if _csr_product_ok(x, w):
         crow = torch.zeros(rows + 1, dtype=torch.long, device=x.device)
         torch.cumsum(torch.bincount(y_idx, minlength=rows), 0, out=crow[1:])
-        weights = torch.sparse_csr_tensor(crow, x_idx, w.to(x.dtype), size=(rows, x.shape[0]),
-                                          check_invariants=False)
+        order = torch.argsort(y_idx * x.shape[0] + x_idx)  # CSR: columns sorted in each row
+        weights = torch.sparse_csr_tensor(crow, x_idx[order], w[order].to(x.dtype),
+                                          size=(rows, x.shape[0]), check_invariants=False)
         return weights @ x
     return x.new_zeros((rows, x.shape[1])).index_add_(0, y_idx, x[x_idx] * w[:, None].to(x.dtype))
 
