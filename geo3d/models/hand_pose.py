@@ -84,10 +84,14 @@ class HandPoseLossWeights:
 
     The structural weights are scaled to their gradients: on the joints of a trained
     ``hand_pose``, a unit weight of ``angle`` pulls ~40x harder than the joint terms
-    together, ``bone`` ~7x and ``inside`` ~20x. The defaults give each a tenth to a fifth of
-    the joint terms' pull. With the earlier defaults (1, 1, 0.05) the joint terms lost:
-    30 minutes of training (``benchmarks/hand_pose.py``, 1 thread) reached 28.0 mm mean
-    joint error, against 11.5 mm with these.
+    together, ``bone`` ~7x and ``inside`` ~20x. The defaults give each a fortieth to a
+    twentieth of the joint terms' pull; the eval-time refinement and projection do most of
+    the structural work. Weights 4x these (the defaults until 2026-12-08) cost mean error:
+    at equal training (``benchmarks/hand_pose.py --epochs 5 2``) the small model scored
+    37.2 mm against 35.8 with these and 35.7 without structural terms, the large one 33.6
+    against 31.6 (31.9 without), with the same bone-length and outside-the-hand gains; 31
+    epochs (about 60 min) of the full model reached 9.6 mm mean joint error, 8.7 with these. The
+    first defaults (1, 1, 0.05) reached 28.0 mm in 30 minutes.
 
     Args:
         joints: smooth-L1 of the final joints in the normalised frame (default 1).
@@ -97,9 +101,9 @@ class HandPoseLossWeights:
         segmentation: binary cross-entropy of the localiser against ``data.y`` (default 1).
         bone: :func:`~geo3d.models.hand_losses.bone_length_loss` of the joints, plus the
             scale head's smooth-L1 (beta 0.2) of ``log(hand_scale / true mean bone length)``
-            (default 0.02; Adam sizes the head's own steps whatever the weight).
-        angle: :func:`~geo3d.models.hand_losses.joint_angle_loss` (default 0.005).
-        inside: :func:`~geo3d.models.hand_losses.inside_hand_loss` (default 0.005).
+            (default 0.005; Adam sizes the head's own steps whatever the weight).
+        angle: :func:`~geo3d.models.hand_losses.joint_angle_loss` (default 0.00125).
+        inside: :func:`~geo3d.models.hand_losses.inside_hand_loss` (default 0.00125).
     """
 
     joints: float = 1.0
@@ -107,9 +111,9 @@ class HandPoseLossWeights:
     regression: float = 0.5
     offsets: float = 0.5
     segmentation: float = 1.0
-    bone: float = 0.02
-    angle: float = 0.005
-    inside: float = 0.005
+    bone: float = 0.005
+    angle: float = 0.00125
+    inside: float = 0.00125
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
